@@ -1,0 +1,42 @@
+from leukbench.configcheck import check_config
+from snakemake.utils import validate
+
+SCHEMA = Path(workflow.basedir) / "config" / "config.schema.yaml"
+
+# Readable, key-naming errors first; snakemake's validate then fills schema defaults.
+check_config(config, SCHEMA, Path.cwd())
+validate(config, schema=str(SCHEMA))
+
+DATASETS = list(config["datasets"])
+MODELS = list(config["models"])
+VARIANTS = sorted({v for d in config["datasets"].values() for v in d["variants"]})
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    variant="|".join(VARIANTS),
+    model="|".join(MODELS),
+
+
+def dataset_config(dataset):
+    return config["datasets"][dataset]
+
+
+def variants(dataset):
+    return dataset_config(dataset)["variants"]
+
+
+def classes(dataset):
+    return dataset_config(dataset)["classes"]
+
+
+def model_results(dataset, filename, models=MODELS):
+    return [
+        f"results/{dataset}/{variant}/{model}/{filename}"
+        for variant in variants(dataset)
+        for model in models
+    ]
+
+
+def segmentation_outputs(dataset, filename):
+    return [f"results/{dataset}/{variant}/segmentation/{filename}" for variant in variants(dataset)]

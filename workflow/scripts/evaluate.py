@@ -1,0 +1,25 @@
+"""Entry point: the shared evaluator, applied to one model's predictions."""
+
+from leukbench.metrics import evaluate, tidy
+from leukbench.smk import logged, read_json, read_tsv, write_json, write_tsv
+
+with logged(snakemake.log[0]):
+    wildcards = snakemake.wildcards
+    info = read_json(snakemake.input.info)
+    metrics = evaluate(
+        read_tsv(snakemake.input.predictions),
+        snakemake.params.classes,
+        snakemake.params.cost_matrix,
+    )
+    keys = {"dataset": wildcards.dataset, "variant": wildcards.variant, "model": wildcards.model}
+    write_json(
+        {
+            **keys,
+            "classes": snakemake.params.classes,
+            "splits": metrics,
+            "train_seconds": info.get("train_seconds"),
+            "unpredicted": info.get("unpredicted", []),
+        },
+        snakemake.output.metrics,
+    )
+    write_tsv(tidy(metrics, **keys), snakemake.output.tidy)

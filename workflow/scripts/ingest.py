@@ -1,0 +1,17 @@
+"""Entry point: convert one dataset folder into its canonical manifest and rejected list."""
+
+from leukbench.ingest import ingest
+from leukbench.smk import logged, write_tsv
+
+with logged(snakemake.log[0]):
+    dataset = snakemake.params.dataset
+    manifest, rejected = ingest(
+        dataset["name"],
+        snakemake.input.data,
+        dataset["variants"],
+        dataset["classes"],
+        dataset["group_regex"],
+        n_jobs=snakemake.threads,
+    )
+    write_tsv(manifest, snakemake.output.manifest)
+    write_tsv(rejected, snakemake.output.rejected)

@@ -1,0 +1,204 @@
+"""One self-contained HTML report per dataset: comparison, confusion matrices, data and protocol."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import yaml
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from leukbench import __version__
+from leukbench.smk import read_json, read_tsv
+
+COLUMNS = {
+    "train_accuracy": "train acc",
+    "accuracy": "test acc",
+    "total_cost": "total cost",
+    "average_cost": "avg cost",
+    "cost_sensitive_accuracy": "cost-sens. acc (published formula)",
+    "cost_sensitive_accuracy_normalised": "cost-sens. acc (normalised)",
+    "f1_weighted": "F1 (support-weighted)",
+    "f1_macro": "F1 (macro)",
+}
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    dataset: dict[str, Any]
+    config: dict[str, Any]
+    metrics: list[str]
+    manifest: str
+    rejected: str
+    pairs: str
+    clusters: str
+    splits: str
+    excluded: str
+    segmentation: list[str]
+    qc: list[str]
+
+
+def png_data_uri(source: plt.Figure | str | Path) -> str:
+    if isinstance(source, str | Path):
+        data = Path(source).read_bytes()
+    else:
+        buffer = io.BytesIO()
+        source.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+        plt.close(source)
+        data = buffer.getvalue()
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def comparison_table(metrics: list[dict], published: dict | None) -> pd.DataFrame:
+    """Our models (one row per variant and model) and the published rows, marked as such."""
+    rows = []
+    for m in metrics:
+        test = m["splits"].get("test", {})
+        rows.append(
+            {
+                "source": "leukbench",
+                "variant": m["variant"],
+                "model": m["model"],
+                "train_accuracy": m["splits"].get("train", {}).get("accuracy"),
+                **{key: test.get(key) for key in COLUMNS if key != "train_accuracy"},
+                "n_test": test.get("n"),
+                "train_seconds": m.get("train_seconds"),
+            }
+        )
+    for row in (published or {}).get("rows", []):
+        rows.append({"source": "published", "variant": "", **row})
+    return pd.DataFrame(
+        rows, columns=["source", "variant", "model", *COLUMNS, "n_test", "train_seconds"]
+    )
+
+
+def confusion_figure(m: dict, classes: list[str]) -> plt.Figure:
+    matrix = np.asarray(m["splits"]["test"]["confusion_matrix"])
+    figure, axis = plt.subplots(figsize=(3.6, 3.0))
+    sns.heatmap(
+        matrix,
+        annot=True,
+        fmt="d",
+        cmap="Blues",
+        cbar=False,
+        ax=axis,
+        xticklabels=classes,
+        yticklabels=classes,
+    )
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title(f"{m['model']} on {m['variant']} (test)", fontsize=9)
+    return figure
+
+
+def _html_table(table: pd.DataFrame, **kwargs: Any) -> str:
+    return table.to_html(index=False, border=0, classes="table", na_rep="", **kwargs)
+
+
+def _format(value: Any, column: str) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if column in ("total_cost", "n_test"):
+        return f"{value:.0f}"
+    if column == "train_seconds":
+        return f"{value:.1f}"
+    return f"{value:.4f}"
+
+
+def render_report(inputs: ReportInputs) -> str:
+    dataset = inputs.dataset
+    classes = dataset["classes"]
+    metrics = [read_json(p) for p in inputs.metrics]
+    manifest, rejected = read_tsv(inputs.manifest), read_tsv(inputs.rejected)
+    pairs, clusters = read_tsv(inputs.pairs), read_tsv(inputs.clusters)
+    splits, excluded = read_tsv(inputs.splits), read_tsv(inputs.excluded)
+
+    comparison = comparison_table(metrics, dataset.get("published"))
+    shown = comparison.copy()
+    for column in [*COLUMNS, "n_test", "train_seconds"]:
+        shown[column] = [_format(v, column) for v in shown[column]]
+    shown = shown.rename(columns={**COLUMNS, "n_test": "test n", "train_seconds": "fit s"})
+    row_classes = ["published" if s == "published" else "" for s in comparison["source"]]
+
+    counts = pd.crosstab(manifest["variant"], manifest["label"]).reindex(
+        columns=classes, fill_value=0
+    )
+    counts["total"] = counts.sum(axis=1)
+    split_counts = pd.crosstab(splits["label"], splits["split"]).reindex(
+        index=classes, columns=["train", "val", "test"], fill_value=0
+    )
+    split_counts.loc["total"] = split_counts.sum()
+
+    segmentation = []
+    for stats_path, qc_path in zip(inputs.segmentation, inputs.qc, strict=True):
+        stats = read_tsv(stats_path)
+        variant = Path(stats_path).parent.parent.name
+        flagged = stats[stats["flagged"].astype(bool)]
+        segmentation.append(
+            {
+                "variant": variant,
+                "n": len(stats),
+                "flagged": flagged,
+                "failed": stats[stats["error"] != ""],
+                "median": float(stats["foreground_fraction"].median()),
+                "by_class": stats.groupby("label")["flagged"]
+                .agg(["sum", "count"])
+                .reindex(classes),
+                "grid": png_data_uri(qc_path),
+            }
+        )
+
+    per_class = {
+        f"{m['model']} / {m['variant']}": pd.DataFrame(m["splits"]["test"]["per_class"]).T.round(4)
+        for m in metrics
+    }
+    in_clusters = clusters[clusters["cluster_size"] > 1]
+    dups = {
+        "exact": int((pairs["kind"] == "exact").sum()),
+        "near": int((pairs["kind"] == "near").sum()),
+        "cross_class": int(pairs["cross_class"].astype(bool).sum()),
+        "in_clusters": len(in_clusters),
+        "clusters": in_clusters["cluster"].nunique(),
+        "removed": int((~clusters["keep"].astype(bool)).sum()),
+    }
+    protocol = splits["protocol"].iloc[0] if len(splits) else "image"
+    environment = Environment(
+        loader=PackageLoader("leukbench", "templates"), autoescape=select_autoescape(["html", "j2"])
+    )
+    return environment.get_template("report.html.j2").render(
+        title=dataset.get("title") or dataset["name"],
+        dataset=dataset,
+        version=__version__,
+        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        comparison=shown,
+        row_classes=row_classes,
+        published=dataset.get("published"),
+        confusions=[png_data_uri(confusion_figure(m, classes)) for m in metrics],
+        per_class=per_class,
+        counts=counts,
+        rejected=rejected,
+        pairs=pairs,
+        dups=dups,
+        segmentation=segmentation,
+        split_counts=split_counts,
+        excluded=excluded,
+        protocol=protocol,
+        collapse=inputs.config["duplicates"]["collapse"],
+        duplicates_config=inputs.config["duplicates"],
+        split_config=inputs.config["split"],
+        seg=inputs.config["segmentation"],
+        unpredicted=[(m["model"], m["variant"], u) for m in metrics for u in m["unpredicted"]],
+        config_yaml=yaml.safe_dump(inputs.config, sort_keys=False),
+        html_table=_html_table,
+    )

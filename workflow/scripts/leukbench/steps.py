@@ -1,0 +1,131 @@
+"""Table-level glue for the pipeline steps: which images go in, which outputs come out."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from leukbench.features import FeatureJob, FeatureSettings
+from leukbench.ingest import shared_ids
+from leukbench.parallel import parallel_map
+from leukbench.segmentation import STATS_COLUMNS, Cleanup, HsvThresholds, SegmentJob
+from leukbench.splits import make_splits, subsample
+
+log = logging.getLogger(__name__)
+
+EXCLUDED_COLUMNS = ["id", "label", "reason"]
+
+
+def build_splits(
+    manifest: pd.DataFrame,
+    clusters: pd.DataFrame,
+    classes: list[str],
+    split: dict[str, Any],
+    collapse: bool,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The one split every model uses, and every image left out with the reason why."""
+    complete, missing = shared_ids(manifest)
+    first = manifest["variant"].iloc[0]
+    table = manifest[(manifest["variant"] == first) & manifest["id"].isin(complete)]
+    table = table[["id", "label", "group"]].sort_values("id").reset_index(drop=True)
+    labels = manifest.drop_duplicates("id").set_index("id")["label"]
+    excluded = [missing.assign(label=missing["id"].map(labels))]
+    if collapse:
+        dropped = clusters[~clusters["keep"].astype(bool) & clusters["id"].isin(table["id"])]
+        excluded.append(
+            pd.DataFrame(
+                {
+                    "id": dropped["id"],
+                    "label": dropped["label"],
+                    "reason": "duplicate of "
+                    + dropped["cluster"]
+                    + " (collapsed before splitting)",
+                }
+            )
+        )
+        table = table[~table["id"].isin(dropped["id"])]
+    table, not_sampled = subsample(
+        table, classes, split["seed"], split.get("n_per_class"), split.get("n_total")
+    )
+    excluded.append(not_sampled[["id", "label"]].assign(reason="not drawn by subsampling"))
+    splits = make_splits(table, split["ratios"], split["seed"])
+    excluded_table = pd.concat(excluded, ignore_index=True)[EXCLUDED_COLUMNS]
+    log.info(
+        "split sizes: %s; %d images excluded",
+        splits["split"].value_counts().to_dict(),
+        len(excluded_table),
+    )
+    return splits, excluded_table.sort_values("id").reset_index(drop=True)
+
+
+def run_segmentation(
+    images: pd.DataFrame,
+    params: dict[str, Any],
+    image_size: list[int] | None,
+    mask_dir: str | Path,
+    segmented_dir: str | Path,
+    n_jobs: int = 1,
+) -> pd.DataFrame:
+    """Segment every image of one variant; write masks and segmented images; return stats."""
+    job = SegmentJob(
+        thresholds=HsvThresholds(
+            params["hue"][0], params["hue"][1], params["saturation_min"], params["value_min"]
+        ),
+        cleanup=Cleanup(
+            params.get("opening_radius", 1),
+            params.get("min_object_px", 30),
+            params.get("max_hole_px", 64),
+        ),
+        min_foreground=params.get("min_foreground", 0.005),
+        mask_dir=Path(mask_dir),
+        segmented_dir=Path(segmented_dir),
+        size=tuple(image_size) if image_size else None,
+    )
+    Path(mask_dir).mkdir(parents=True, exist_ok=True)
+    Path(segmented_dir).mkdir(parents=True, exist_ok=True)
+    items = images[["id", "label", "path"]].itertuples(index=False, name=None)
+    stats = pd.DataFrame(list(parallel_map(job, items, n_jobs=n_jobs)), columns=STATS_COLUMNS)
+    failed = stats[stats["error"] != ""]
+    for row in failed.itertuples():
+        log.error("segmentation failed for %s: %s", row.id, row.error)
+    log.info(
+        "%d images segmented, %d flagged as (near-)empty, %d failed",
+        len(stats),
+        int(stats["flagged"].sum()),
+        len(failed),
+    )
+    return stats
+
+
+def compute_features(
+    images: pd.DataFrame,
+    splits: pd.DataFrame,
+    mask_dir: str | Path,
+    params: dict[str, Any],
+    n_jobs: int = 1,
+) -> pd.DataFrame:
+    """Features of the images in the split; a failed image keeps its row with an error."""
+    settings = FeatureSettings(
+        **{
+            **params,
+            "glcm_distances": tuple(params.get("glcm_distances", FeatureSettings.glcm_distances)),
+        }
+    )
+    chosen = images[images["id"].isin(splits["id"])].sort_values("id")
+    items = [
+        (row.id, row.path, str(Path(mask_dir) / f"{row.id}.png")) for row in chosen.itertuples()
+    ]
+    table = pd.DataFrame(list(parallel_map(FeatureJob(settings), items, n_jobs=n_jobs)))
+    failed = table[table["error"] != ""]
+    for row in failed.itertuples():
+        log.error("features failed for %s: %s", row.id, row.error)
+    log.info(
+        "features for %d images (%d columns), %d failed",
+        len(table),
+        table.shape[1] - 2,
+        len(failed),
+    )
+    return table
