@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 from skimage.color import rgb2gray
-from skimage.feature import canny, graycomatrix, graycoprops, local_binary_pattern
+from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
 from skimage.filters import sobel
 from skimage.measure import label, regionprops
 
@@ -63,10 +63,11 @@ def intensity_features(gray: np.ndarray) -> dict[str, float]:
     flat = gray.ravel()
     mean, var = float(flat.mean()), float(flat.var())
     centred = flat - mean
+    squared = centred * centred  # products, not **: float pow is ~20x slower here
     # Population skewness and excess kurtosis (scipy.stats' defaults) from raw moments:
     # scipy's nan-policy wrapper costs more than the arithmetic at this image size.
-    skewness = float((centred**3).mean() / var**1.5) if var > 0 else 0.0
-    excess_kurtosis = float((centred**4).mean() / var**2 - 3.0) if var > 0 else 0.0
+    skewness = float((squared * centred).mean() / var**1.5) if var > 0 else 0.0
+    excess_kurtosis = float((squared * squared).mean() / var**2 - 3.0) if var > 0 else 0.0
     return {
         "gray_mean": mean,
         "gray_sd": var**0.5,
@@ -78,12 +79,14 @@ def intensity_features(gray: np.ndarray) -> dict[str, float]:
     }
 
 
-def gradient_features(gray: np.ndarray) -> dict[str, float]:
+def gradient_features(gray: np.ndarray, edge_threshold: float = 0.05) -> dict[str, float]:
     magnitude = sobel(gray)
+    # Edge density from the same Sobel magnitude: Canny's smoothing and hysteresis would cost
+    # more than every other feature together and adds little for these 150 px cell crops.
     return {
         "grad_mean": float(magnitude.mean()),
         "grad_sd": float(magnitude.std()),
-        "edge_density": float(canny(gray, sigma=1.5).mean()),
+        "edge_density": float((magnitude > edge_threshold).mean()),
     }
 
 

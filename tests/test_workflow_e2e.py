@@ -1,0 +1,142 @@
+"""End to end: the workflow on a small sample of the real Kaggle ALL images."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from workflow_helpers import default_config, sample_kaggle_all, snakemake, write_config
+
+pytestmark = pytest.mark.e2e
+
+PER_CLASS = 14
+MODELS = ("svm", "xgboost")
+VARIANTS = ("Original", "Segmented")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("e2e")
+    data = sample_kaggle_all(workdir / "data", PER_CLASS)
+    # Bad inputs that must be listed, never fatal.
+    (data / "Original" / "Benign" / "broken.jpg").write_bytes(
+        (data / "Original" / "Benign" / "WBC-Benign-001.jpg").read_bytes()[:900]
+    )
+    (data / "Segmented" / "Pro" / "notes.txt").write_text("not an image")
+    (data / "Original" / "Early" / ".DS_Store").write_bytes(b"\0\1")
+    config = default_config()
+    config["datasets"]["kaggle_all"]["path"] = str(data)
+    config["models"]["svm"]["grid"] = {"kernel": ["rbf"], "C": [1, 10], "gamma": ["scale"]}
+    config["models"]["xgboost"]["params"]["n_estimators"] = 200
+    write_config(workdir, config)
+    result = snakemake(workdir, "--cores", "2", "all")
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir
+
+
+def test_every_model_and_variant_is_evaluated_sanely(finished_run: Path) -> None:
+    for variant in VARIANTS:
+        for model in MODELS:
+            metrics = json.loads(
+                (finished_run / f"results/kaggle_all/{variant}/{model}/metrics.json").read_text()
+            )
+            test = metrics["splits"]["test"]
+            n = test["n"]
+            assert n == sum(map(sum, test["confusion_matrix"])) > 0
+            assert 0.5 < test["accuracy"] <= 1.0, (variant, model, test["accuracy"])
+            assert test["total_cost"] >= 0 and test["average_cost"] == test["total_cost"] / n
+            for key in (
+                "cost_sensitive_accuracy",
+                "cost_sensitive_accuracy_normalised",
+                "f1_macro",
+                "f1_weighted",
+            ):
+                assert 0.0 <= test[key] <= 1.0
+            assert metrics["splits"]["train"]["accuracy"] >= test["accuracy"] - 0.2
+
+
+def test_splits_are_shared_disjoint_and_stratified(finished_run: Path) -> None:
+    splits = pd.read_csv(finished_run / "results/kaggle_all/splits.tsv", sep="\t")
+    assert splits["id"].is_unique
+    assert set(splits["split"]) == {"train", "val", "test"}
+    assert (splits["protocol"] == "image").all()
+    for variant in VARIANTS:
+        for model in MODELS:
+            predictions = pd.read_csv(
+                finished_run / f"results/kaggle_all/{variant}/{model}/predictions.tsv", sep="\t"
+            )
+            test_ids = set(predictions.loc[predictions["split"] == "test", "id"])
+            assert test_ids == set(splits.loc[splits["split"] == "test", "id"])
+    per_class_test = splits[splits["split"] == "test"]["label"].value_counts()
+    assert set(per_class_test.index) == {"Benign", "Early", "Pre", "Pro"}
+
+
+def test_bad_files_are_listed_not_fatal(finished_run: Path) -> None:
+    rejected = pd.read_csv(finished_run / "results/kaggle_all/rejected.tsv", sep="\t")
+    reasons = dict(
+        zip(rejected["path"].map(lambda p: Path(p).name), rejected["reason"], strict=True)
+    )
+    assert "truncated" in reasons["broken.jpg"] or "corrupt" in reasons["broken.jpg"]
+    assert "not an image" in reasons["notes.txt"]
+    assert reasons[".DS_Store"] == "hidden file"
+
+
+def test_duplicates_in_the_real_sample_are_found_and_collapsed(finished_run: Path) -> None:
+    # WBC-Benign-004/005 are the same field of view (pHash distance 2) in the real data.
+    pairs = pd.read_csv(finished_run / "results/kaggle_all/duplicates/pairs.tsv", sep="\t")
+    found = set(zip(pairs["id_a"], pairs["id_b"], strict=True))
+    assert ("Benign/WBC-Benign-004", "Benign/WBC-Benign-005") in found
+    splits = pd.read_csv(finished_run / "results/kaggle_all/splits.tsv", sep="\t")
+    assert not {"Benign/WBC-Benign-004", "Benign/WBC-Benign-005"} <= set(splits["id"])
+    excluded = pd.read_csv(finished_run / "results/kaggle_all/excluded.tsv", sep="\t")
+    assert excluded["reason"].str.startswith("duplicate of").any()
+
+
+def test_report_is_self_contained_and_complete(finished_run: Path) -> None:
+    html = (finished_run / "reports/kaggle_all/report.html").read_text()
+    for section in (
+        "Model comparison",
+        "Confusion matrices",
+        "Rejected files: 3",
+        "Duplicates",
+        "Segmentation QC",
+        "Protocol",
+        "Image-level split",
+        "Configuration",
+        "published",
+    ):
+        assert section in html, section
+    sources = re.findall(r'src="([^"]+)"', html)
+    assert len(sources) == len(MODELS) * len(VARIANTS) + len(VARIANTS)  # heatmaps + QC grids
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "http://" not in html.replace("http://json-schema.org", "")
+
+
+def test_rerun_gives_identical_splits_and_classic_results(finished_run: Path) -> None:
+    paths = ["results/kaggle_all/splits.tsv"] + [
+        f"results/kaggle_all/{v}/{m}/predictions.tsv" for v in VARIANTS for m in MODELS
+    ]
+    before = {p: (finished_run / p).read_bytes() for p in paths}
+    result = snakemake(finished_run, "--cores", "2", "--forcerun", "split", "all")
+    assert result.returncode == 0, result.stderr[-4000:]
+    for path in paths:
+        assert (finished_run / path).read_bytes() == before[path], path
+
+
+def test_nothing_left_to_do_after_a_finished_run(finished_run: Path) -> None:
+    result = snakemake(finished_run, "--cores", "2", "-n", "all")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_model_target_builds_only_that_model(tmp_path: Path, finished_run: Path) -> None:
+    shutil.rmtree(finished_run / "results/kaggle_all/Original/svm")
+    result = snakemake(finished_run, "--cores", "2", "-n", "svm")
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.MULTILINE))
+    assert jobs.get("train_classic") == "1" and jobs.get("evaluate") == "1"
+    assert "report" not in jobs and "features" not in jobs

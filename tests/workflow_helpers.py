@@ -1,0 +1,63 @@
+"""Helpers for tests that run the real Snakemake workflow in a scratch working directory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+KAGGLE_ALL = Path(os.environ.get("LEUKBENCH_KAGGLE_ALL", REPO.parent / "shared/data/kaggle-all"))
+
+
+def require_kaggle_all() -> Path:
+    """The real ALL dataset; its absence is a failure, never a silent skip."""
+    if not (KAGGLE_ALL / "Original").is_dir():
+        raise FileNotFoundError(
+            f"real Kaggle ALL data not found at {KAGGLE_ALL}; place the dataset there "
+            "(../shared/data/kaggle-all beside the repository) or set LEUKBENCH_KAGGLE_ALL"
+        )
+    return KAGGLE_ALL
+
+
+def sample_kaggle_all(dest: Path, per_class: int) -> Path:
+    """Copy the first `per_class` images of every class and variant into `dest`."""
+    source = require_kaggle_all()
+    for variant in ("Original", "Segmented"):
+        for class_dir in sorted((source / variant).iterdir()):
+            target = dest / variant / class_dir.name
+            target.mkdir(parents=True, exist_ok=True)
+            for image in sorted(class_dir.iterdir())[:per_class]:
+                shutil.copy2(image, target / image.name)
+    return dest
+
+
+def default_config() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def write_config(workdir: Path, config: dict[str, Any]) -> Path:
+    path = workdir / "config" / "config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run the repository's workflow with `workdir` as working directory."""
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
