@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,12 @@ def schema_errors(config: dict[str, Any], schema: dict[str, Any]) -> list[str]:
     validator = jsonschema.validators.validator_for(schema)(schema)
     messages = []
     for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path))):
-        if error.validator == "additionalProperties":
-            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-            for name in extra:
-                messages.append(f"{key_path([*error.path, name])}: unknown key")
-            continue
+        if error.validator in ("additionalProperties", "unevaluatedProperties"):
+            listed = re.search(r"\((.+?) (?:was|were) unexpected\)", error.message)
+            names = re.findall(r"'([^']+)'", listed.group(1)) if listed else []
+            if names:
+                messages.extend(f"{key_path([*error.path, n])}: unknown key" for n in names)
+                continue
         messages.append(f"{key_path(error.path)}: {error.message}")
     return messages
 

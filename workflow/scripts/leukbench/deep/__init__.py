@@ -1,0 +1,1 @@
+"""Deep models: architectures, tf.data input pipelines, training, feature caching, prediction."""
