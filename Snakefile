@@ -1,6 +1,7 @@
 # leukbench: benchmark of leukemia blood-smear image classifiers.
 # Typical use: snakemake --cores 8 --use-conda all   (see README.md)
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -22,6 +23,7 @@ include: "workflow/rules/segment.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/classic.smk"
+include: "workflow/rules/deep.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/targets.smk"

@@ -30,11 +30,17 @@ def classes(dataset):
     return dataset_config(dataset)["classes"]
 
 
+def model_variants(dataset, model):
+    """The dataset variants a model trains on: all of them unless the model lists some."""
+    wanted = config["models"][model].get("variants")
+    return [v for v in variants(dataset) if wanted is None or v in wanted]
+
+
 def model_results(dataset, filename, models=MODELS):
     return [
         f"results/{dataset}/{variant}/{model}/{filename}"
-        for variant in variants(dataset)
         for model in models
+        for variant in model_variants(dataset, model)
     ]
 
 

@@ -10,6 +10,7 @@ rule report:
         excluded="results/{dataset}/excluded.tsv",
         segmentation=lambda wc: segmentation_outputs(wc.dataset, "stats.tsv"),
         qc=lambda wc: segmentation_outputs(wc.dataset, "qc.png"),
+        histories=lambda wc: model_results(wc.dataset, "history.tsv", DEEP_MODELS),
     output:
         html="reports/{dataset}/report.html",
     params:

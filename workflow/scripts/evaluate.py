@@ -1,5 +1,7 @@
 """Entry point: the shared evaluator, applied to one model's predictions."""
 
+import pandas as pd
+
 from leukbench.metrics import evaluate, tidy
 from leukbench.smk import logged, read_json, read_tsv, write_json, write_tsv
 
@@ -22,4 +24,13 @@ with logged(snakemake.log[0]):
         },
         snakemake.output.metrics,
     )
-    write_tsv(tidy(metrics, **keys), snakemake.output.tidy)
+    table = tidy(metrics, **keys)
+    if info.get("train_seconds") is not None:
+        timing = {
+            **keys,
+            "split": "train",
+            "metric": "train_seconds",
+            "value": info["train_seconds"],
+        }
+        table = pd.concat([table, pd.DataFrame([timing])], ignore_index=True)
+    write_tsv(table, snakemake.output.tidy)

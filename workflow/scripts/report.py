@@ -20,6 +20,7 @@ with logged(snakemake.log[0]):
             excluded=inputs.excluded,
             segmentation=list(inputs.segmentation),
             qc=list(inputs.qc),
+            histories=list(inputs.histories),
         )
     )
     Path(snakemake.output.html).parent.mkdir(parents=True, exist_ok=True)

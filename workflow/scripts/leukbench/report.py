@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ class ReportInputs:
     excluded: str
     segmentation: list[str]
     qc: list[str]
+    histories: list[str] = field(default_factory=list)
 
 
 def png_data_uri(source: plt.Figure | str | Path) -> str:
@@ -99,6 +100,22 @@ def confusion_figure(m: dict, classes: list[str]) -> plt.Figure:
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
     axis.set_title(f"{m['model']} on {m['variant']} (test)", fontsize=9)
+    return figure
+
+
+def curves_figure(history_path: str) -> plt.Figure:
+    """Per-epoch loss and accuracy, train and validation, of one deep model."""
+    history = read_tsv(history_path)
+    model, variant = Path(history_path).parent.name, Path(history_path).parent.parent.name
+    figure, axes = plt.subplots(1, 2, figsize=(7, 2.6))
+    for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for column, style in ((metric, "-"), (f"val_{metric}", "--")):
+            if column in history:
+                axis.plot(history["epoch"], history[column], style, label=column)
+        axis.set_xlabel("epoch")
+        axis.legend(fontsize=7)
+    figure.suptitle(f"{model} on {variant}", fontsize=9)
+    figure.tight_layout()
     return figure
 
 
@@ -185,6 +202,7 @@ def render_report(inputs: ReportInputs) -> str:
         row_classes=row_classes,
         published=dataset.get("published"),
         confusions=[png_data_uri(confusion_figure(m, classes)) for m in metrics],
+        curves=[png_data_uri(curves_figure(h)) for h in inputs.histories],
         per_class=per_class,
         counts=counts,
         rejected=rejected,

@@ -1,0 +1,14 @@
+"""Entry point: backbone features of every split image and augmented train view, once."""
+
+from leukbench.deep.cache import compute_feature_cache
+from leukbench.smk import logged, read_tsv
+
+with logged(snakemake.log[0]):
+    manifest = read_tsv(snakemake.input.manifest)
+    splits = read_tsv(snakemake.input.splits)
+    images = manifest[manifest["variant"] == snakemake.wildcards.variant].merge(
+        splits[["id", "split"]], on="id"
+    )
+    compute_feature_cache(
+        images, snakemake.params.spec, snakemake.params.seed, snakemake.output.cache
+    )
