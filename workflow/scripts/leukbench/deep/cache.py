@@ -17,16 +17,17 @@ augmented views, from which training draws one per image and epoch:
 * ``none``: view 0 only.
 
 File format: an uncompressed ``.npz`` with ``ids`` (str), ``splits`` (str), ``views`` (int16),
-``features`` (float32 by default, one row per (image, view), in the backbone's output shape) and
-``meta`` (a JSON string: key, spec parts, feature shape, dtype, seed). Features are float32 by
-default because the head is trained in float32 and the cache must reproduce the backbone to
-float32 rounding (see the tests); ``spec['cache_dtype'] = 'float16'`` halves the size (relative
-error ~5e-4) for backbones whose un-pooled output is large (e.g. ResNet50 7x7x2048 = 100k
-values, 400 kB per view in float32).
+``features`` (one row per (image, view), in the backbone's output shape) and ``meta`` (a JSON
+string: key, spec parts, feature shape, dtype, seed). Features are float32 by default: the head
+trains in float32 and the cache then reproduces the backbone to float32 rounding (see the
+tests). ``spec['cache_dtype'] = 'float16'`` halves the size (relative error <= 2**-11) for
+backbones whose un-pooled output is large (ResNet50's 7x7x2048 map for study 004's Flatten
+head: 400 kB per view in float32, about 20 GB for 11,879 images with 4 extra training views).
 
 Memory: images are streamed from disk in batches; features are written to a ``.npy`` memory map
-next to the output and then copied into the ``.npz`` in chunks, so neither the pixels nor the
-features of all images are held in memory at once (the disk briefly holds both copies).
+next to the output and then copied into the ``.npz`` in chunks (the disk briefly holds both
+copies), and :func:`load_feature_cache` memory-maps them back (the zip is uncompressed), so
+neither the pixels nor the features of all images are ever held in memory at once.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ import json
 import logging
 import os
 import re
+import struct
 import time
+import zipfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -66,36 +69,6 @@ log = logging.getLogger(__name__)
 ARCHITECTURES_MODULE = "leukbench.deep.architectures"
 CACHE_FORMAT = 1
 DEFAULT_RANDOM_VIEWS = 4
-RANDOM_WEIGHTS = (None, "", "none", "None", "random")
-
-# File name and hash of the ImageNet no-top weights that Keras downloads for a backbone (from
-# keras.applications); the identity of "weights: imagenet" for these backbones.
-KERAS_IMAGENET_NOTOP = {
-    "densenet121": (
-        "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "30ee3e1110167f948a6b9946edeeb738",
-    ),
-    "densenet169": (
-        "densenet169_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "b8c4d4c20dd625c148057b9ff1c1176b",
-    ),
-    "densenet201": (
-        "densenet201_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "c13680b51ded0fb44dff2d8f86ac8bb1",
-    ),
-    "resnet50": (
-        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "4d473c1dd8becc155b73f8504c6f6626",
-    ),
-    "vgg16": (
-        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "6d6bbae143d832006294945121d1f1fc",
-    ),
-    "convnexttiny": (
-        "convnext_tiny_notop.h5",
-        "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1",
-    ),
-}
 
 
 def architectures() -> ModuleType:
@@ -150,7 +123,7 @@ def view_seed(seed: int, image_id: str, view: int) -> np.ndarray:
 
 def _uses_seed(spec: Mapping[str, Any]) -> bool:
     random_views = spec.get("augmentation", "none") in ("resnet50_study", "reference_strong")
-    return random_views or spec.get("weights") in RANDOM_WEIGHTS
+    return random_views or spec.get("weights", "imagenet") is None
 
 
 # --- key --------------------------------------------------------------------------------------
@@ -169,22 +142,22 @@ def _file_sha256(path: Path) -> str:
 def weights_identity(spec: Mapping[str, Any], seed: int | None = None) -> str:
     """What the backbone weights are, as a string that changes when they do.
 
-    A file path: its sha256. ``imagenet``: the published file (name and hash) Keras downloads
-    for that backbone, the ``.pth`` file name for EfficientNet-Lite, else the backbone name and
-    Keras version. No weights: ``random`` and the seed that initialises them.
+    ``None``: ``random`` and the seed that initialises them. ``imagenet``: the published file
+    (name and hash, from ``architectures.KERAS_WEIGHTS``) for keras.applications backbones, the
+    ``.pth`` file name for EfficientNet-Lite, else the backbone name and Keras version. Any other
+    value is a weights file: its sha256.
     """
-    weights = spec.get("weights")
+    weights = spec.get("weights", "imagenet")
     backbone = str(spec.get("backbone", ""))
-    if weights in RANDOM_WEIGHTS:
+    if weights is None:
         if seed is None:
             raise ValueError("randomly initialised backbone: the cache key needs the seed")
         return f"random:seed={int(seed)}"
     if weights == "imagenet":
-        name = re.sub(r"[^a-z0-9]", "", backbone.lower())
-        if name in KERAS_IMAGENET_NOTOP:
-            file_name, file_hash = KERAS_IMAGENET_NOTOP[name]
-            return f"imagenet:{file_name}#{file_hash}"
-        lite = re.fullmatch(r"efficientnetlite(\d)", name)
+        published = getattr(architectures(), "KERAS_WEIGHTS", {}).get(backbone)
+        if published:
+            return f"imagenet:{published['file']}#{published['hash']}"
+        lite = re.fullmatch(r"efficientnet_?lite(\d)", backbone.lower())
         if lite:
             from leukbench.efficientnet_lite import imagenet_weights_path
 
@@ -196,16 +169,26 @@ def weights_identity(spec: Mapping[str, Any], seed: int | None = None) -> str:
     path = Path(str(weights))
     if path.is_file():
         return f"sha256:{_file_sha256(path)}"
-    raise ValueError(f"weights {weights!r}: neither 'imagenet', none, nor an existing file")
+    raise ValueError(f"backbone weights {weights!r}: not 'imagenet', null, or an existing file")
+
+
+def backbone_output(spec: Mapping[str, Any]) -> Any:
+    """What shapes the backbone's output besides its weights: the pooling the transfer head
+    asks of it (``architectures.head_config``), or the whole head entry when that is unknown."""
+    head_config = getattr(architectures(), "head_config", None)
+    if head_config is not None:
+        return {"pooling": head_config(dict(spec))["pooling"]}
+    return {"head": spec.get("head")}
 
 
 def cache_key(spec: Mapping[str, Any], seed: int | None = None) -> str:
     """Short stable hash of what determines the cached features.
 
-    Backbone, weights identity, input size, HSV input, the views (augmentation policy, number of
-    random views), the feature dtype, and the seed where it matters (random initial weights or
-    random views). Head, learning rate, epochs, batch size and (otherwise) the seed are left
-    out, so the models that differ only in those share one cache.
+    Backbone, weights identity, input size, the backbone's output pooling, the views
+    (augmentation policy, number of random views), the feature dtype, and the seed where it
+    matters (random initial weights or random views). The head's layers, learning rate, epochs,
+    batch size and (otherwise) the seed are left out, so models that differ only in those share
+    one cache.
     """
     policy = check_policy(spec.get("augmentation", "none"))
     parts: dict[str, Any] = {
@@ -213,7 +196,7 @@ def cache_key(spec: Mapping[str, Any], seed: int | None = None) -> str:
         "backbone": spec.get("backbone"),
         "weights": weights_identity(spec, seed),
         "image_size": image_side(spec),
-        "hsv": spec.get("hsv"),
+        "output": backbone_output(spec),
         "views": policy,
         "dtype": np.dtype(spec.get("cache_dtype", "float32")).name,
     }
@@ -360,9 +343,15 @@ def compute_feature_cache(
         features = np.lib.format.open_memmap(
             scratch, mode="w+", dtype=dtype, shape=(total, *feature_shape)
         )
+        side = image_side(spec)
+        # One trace for every batch size (the last batch is smaller); inference mode.
+        extract = tf.function(
+            lambda x: backbone(x, training=False),
+            input_signature=[tf.TensorSpec((None, side, side, 3), tf.float32)],
+        )
         done = 0
         for batch in _views_dataset(rows, spec, seed, batch_size, threads):
-            out = np.asarray(backbone.predict_on_batch(batch))
+            out = extract(batch).numpy()
             features[done : done + len(out)] = out.astype(dtype)
             done += len(out)
         if done != total:
@@ -409,19 +398,53 @@ def compute_feature_cache(
     }
 
 
-def load_feature_cache(path: str | Path) -> FeatureCache:
-    """Read a cache written by :func:`compute_feature_cache` (into memory)."""
+def _stored_member_memmap(path: Path, member: str) -> np.ndarray:
+    """Memory-map an uncompressed ``.npy`` member of an ``.npz`` in place (read-only)."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member)
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise ValueError(f"{member} is compressed: cannot memory-map it")
+    with open(path, "rb") as handle:
+        handle.seek(info.header_offset)
+        local = handle.read(30)  # the local file header; its name and extra field follow
+        if local[:4] != b"PK\x03\x04":
+            raise ValueError(f"{member}: bad local zip header")
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        handle.seek(info.header_offset + 30 + name_len + extra_len)
+        version = np.lib.format.read_magic(handle)
+        reader = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, fortran, dtype = reader(handle)
+        offset = handle.tell()
+    order = "F" if fortran else "C"
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
+
+
+def load_feature_cache(path: str | Path, *, mmap: bool = True) -> FeatureCache:
+    """Read a cache written by :func:`compute_feature_cache`.
+
+    With `mmap` (default) the features stay on disk, memory-mapped (the file is an uncompressed
+    zip), and only the rows used are read: caches of un-pooled feature maps can exceed memory.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"feature cache not found: {path}")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with np.load(path, allow_pickle=False, mmap_mode=None) as data:
+            names = set(data.files)
+            missing = {"ids", "splits", "views", "features", "meta"} - names
+            if missing:
+                raise KeyError(f"members {sorted(missing)} missing")
+            features = _stored_member_memmap(path, "features.npy") if mmap else data["features"]
             return FeatureCache(
                 ids=data["ids"],
                 splits=data["splits"],
                 views=data["views"].astype(np.int64),
-                features=data["features"],
+                features=features,
                 meta=json.loads(str(data["meta"])),
             )
-    except (KeyError, ValueError, OSError) as exc:
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path}: not a readable feature cache ({exc})") from exc

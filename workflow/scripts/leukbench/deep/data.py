@@ -184,7 +184,9 @@ def affine_matrix(
     cos, sin = tf.cos(theta), tf.sin(theta)
     rotation = tf.stack([[cos, -sin, zero], [sin, cos, zero], [zero, zero, one]])
     shift = tf.stack([[one, zero, f32(shift_x)], [zero, one, f32(shift_y)], [zero, zero, one]])
-    shear_m = tf.stack([[one, -tf.sin(shear), zero], [zero, tf.cos(shear), zero], [zero, zero, one]])
+    shear_m = tf.stack(
+        [[one, -tf.sin(shear), zero], [zero, tf.cos(shear), zero], [zero, zero, one]]
+    )
     zoom = tf.stack([[f32(zoom_x), zero, zero], [zero, f32(zoom_y), zero], [zero, zero, one]])
     cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
     to_centre = tf.constant([[1.0, 0.0, -cx], [0.0, 1.0, -cy], [0.0, 0.0, 1.0]])
@@ -230,7 +232,9 @@ def random_affine(image: tf.Tensor, policy: AffinePolicy, seed: tf.Tensor) -> tf
     return out
 
 
-def augment(image: tf.Tensor | np.ndarray, policy: str, seed: tf.Tensor | Sequence[int]) -> tf.Tensor:
+def augment(
+    image: tf.Tensor | np.ndarray, policy: str, seed: tf.Tensor | Sequence[int]
+) -> tf.Tensor:
     """One seeded random view of an HxWx3 image under `policy`, as float32 in [0, 255].
 
     `seed` is a stateless seed pair (two integers): the same pair always gives the same view.
