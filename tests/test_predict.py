@@ -17,8 +17,11 @@ import pytest
 from PIL import Image
 from test_deep_train import ARCH, cell_image, make_spec, standin_architectures, synthetic_tables
 
-from leukbench.deep.train import train_deep
-from leukbench.predict import main, predict_images, read_model_sidecar, write_model_sidecar
+from leukbench.deep.train import (
+    train_deep,
+    write_model_sidecar,  # as the entry script imports it
+)
+from leukbench.predict import main, predict_images, read_model_sidecar
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "workflow" / "scripts"

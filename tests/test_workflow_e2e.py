@@ -15,7 +15,15 @@ pytestmark = pytest.mark.e2e
 
 PER_CLASS = 14
 MODELS = ("svm", "xgboost")
+DEEP_MODELS = ("aml_cnn", "all_cnn", "effnet_lite0", "hybrid_lite0_pooled")
 VARIANTS = ("Original", "Segmented")
+# Deep models train on Original only (their `variants`), shrunk here to smoke-test size.
+TINY_DEEP = {
+    "aml_cnn": {"image_size": 48, "epochs": 1},
+    "all_cnn": {"image_size": 48, "epochs": 1},
+    "effnet_lite0": {"image_size": 96, "epochs": 2},
+    "hybrid_lite0_pooled": {"image_size": 64, "epochs": 1, "batch_size": 8},
+}
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +40,8 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config["datasets"]["kaggle_all"]["path"] = str(data)
     config["models"]["svm"]["grid"] = {"kernel": ["rbf"], "C": [1, 10], "gamma": ["scale"]}
     config["models"]["xgboost"]["params"]["n_estimators"] = 200
+    for model, overrides in TINY_DEEP.items():
+        config["models"][model].update(overrides)
     write_config(workdir, config)
     result = snakemake(workdir, "--cores", "2", "all")
     assert result.returncode == 0, result.stderr[-4000:]
@@ -57,6 +67,23 @@ def test_every_model_and_variant_is_evaluated_sanely(finished_run: Path) -> None
             ):
                 assert 0.0 <= test[key] <= 1.0
             assert metrics["splits"]["train"]["accuracy"] >= test["accuracy"] - 0.2
+
+
+def test_deep_models_land_in_the_same_evaluation(finished_run: Path) -> None:
+    table = pd.read_csv(finished_run / "results/kaggle_all/metrics.tsv", sep="\t")
+    for model in DEEP_MODELS:
+        run = finished_run / f"results/kaggle_all/Original/{model}"
+        assert (run / "model.keras").stat().st_size > 0
+        history = pd.read_csv(run / "history.tsv", sep="\t")
+        assert len(history) >= 1 and history["loss"].notna().all()
+        rows = table[(table["model"] == model) & (table["variant"] == "Original")]
+        accuracy = rows[(rows["split"] == "test") & (rows["metric"] == "accuracy")]["value"]
+        assert len(accuracy) == 1 and 0.0 <= accuracy.iloc[0] <= 1.0
+        seconds = rows[rows["metric"] == "train_seconds"]["value"]
+        assert len(seconds) == 1 and seconds.iloc[0] > 0
+        assert not (finished_run / f"results/kaggle_all/Segmented/{model}").exists()
+    caches = list((finished_run / "results/kaggle_all/Original/feature_cache").glob("*.npz"))
+    assert [c.name for c in caches] == ["efficientnet_lite0-imagenet-96px-avg-flip_rotate8-8views-float32.npz"]
 
 
 def test_splits_are_shared_disjoint_and_stratified(finished_run: Path) -> None:
@@ -111,7 +138,9 @@ def test_report_is_self_contained_and_complete(finished_run: Path) -> None:
     ):
         assert section in html, section
     sources = re.findall(r'src="([^"]+)"', html)
-    assert len(sources) == len(MODELS) * len(VARIANTS) + len(VARIANTS)  # heatmaps + QC grids
+    heatmaps = len(MODELS) * len(VARIANTS) + len(DEEP_MODELS)
+    curves = len(DEEP_MODELS)
+    assert len(sources) == heatmaps + len(VARIANTS) + curves  # + one QC grid per variant
     assert all(s.startswith("data:image/png;base64,") for s in sources)
     assert "http://" not in html.replace("http://json-schema.org", "")
 

@@ -20,12 +20,19 @@ def weights_tag(spec):
 
 
 def cache_name(spec):
-    """Readable cache key: everything that changes a backbone's features for an image."""
+    """Readable cache key: everything that changes a backbone's features for an image.
+
+    The cache file itself carries leukbench.deep.cache.cache_key (which hashes weight files by
+    content) and training refuses a cache whose key does not match the model.
+    """
     views = 8 if spec["augmentation"] == "flip_rotate8" else spec.get("cache_views", 4)
     views = 1 if spec["augmentation"] == "none" else views
+    pooling = spec.get("head", {}).get("pooling", "avg")
+    if spec["backbone"] == "resnet50":
+        pooling = "flatten"  # study 004's head is fixed
     return (
-        f"{spec['backbone']}-{weights_tag(spec)}-{spec['image_size']}px-"
-        f"{spec['augmentation']}-{views}views"
+        f"{spec['backbone']}-{weights_tag(spec)}-{spec['image_size']}px-{pooling}-"
+        f"{spec['augmentation']}-{views}views-{spec.get('cache_dtype', 'float32')}"
     )
 
 

@@ -59,6 +59,17 @@ from leukbench.deep.data import (
     steps_per_epoch,
     targets,
 )
+from leukbench.predict import write_model_sidecar
+
+__all__ = [
+    "assemble",
+    "configure_tensorflow",
+    "predictions_table",
+    "probabilities",
+    "split_table",
+    "train_deep",
+    "write_model_sidecar",  # defined with its reader in leukbench.predict
+]
 
 log = logging.getLogger(__name__)
 
