@@ -17,6 +17,7 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/download.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/duplicates.smk"
 include: "workflow/rules/segment.smk"

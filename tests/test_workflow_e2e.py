@@ -83,7 +83,9 @@ def test_deep_models_land_in_the_same_evaluation(finished_run: Path) -> None:
         assert len(seconds) == 1 and seconds.iloc[0] > 0
         assert not (finished_run / f"results/kaggle_all/Segmented/{model}").exists()
     caches = list((finished_run / "results/kaggle_all/Original/feature_cache").glob("*.npz"))
-    assert [c.name for c in caches] == ["efficientnet_lite0-imagenet-96px-avg-flip_rotate8-8views-float32.npz"]
+    assert [c.name for c in caches] == [
+        "efficientnet_lite0-imagenet-96px-avg-flip_rotate8-8views-float32.npz"
+    ]
 
 
 def test_splits_are_shared_disjoint_and_stratified(finished_run: Path) -> None:

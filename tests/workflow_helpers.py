@@ -48,7 +48,9 @@ def write_config(workdir: Path, config: dict[str, Any]) -> Path:
     return path
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, timeout: int = 900, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run the repository's workflow with `workdir` as working directory."""
     command = [
         sys.executable,
@@ -60,4 +62,17 @@ def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.Compl
         str(workdir),
         *args,
     ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, check=False, env=env
+    )
+
+
+def small_config(datasets: dict[str, Any]) -> dict[str, Any]:
+    """The default config with only the given datasets and a fast SVM."""
+    config = default_config()
+    config["datasets"] = datasets
+    config["models"] = {
+        "svm": {"family": "svm", "grid": {"kernel": ["rbf"], "C": [1], "gamma": ["scale"]}}
+    }
+    config["duplicates"]["variant"] = None
+    return config

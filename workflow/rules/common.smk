@@ -25,6 +25,25 @@ def dataset_config(dataset):
     return config["datasets"][dataset]
 
 
+def data_folder(dataset):
+    """What ingestion reads: a local folder, or the extracted download of a remote source."""
+    cfg = dataset_config(dataset)
+    if cfg["source"] == "kaggle":
+        return f"resources/{dataset}/data"
+    return cfg["path"]
+
+
+def data_root(dataset):
+    cfg = dataset_config(dataset)
+    if cfg["source"] == "kaggle":
+        return str(Path(data_folder(dataset), cfg["kaggle"].get("subdir", "")))
+    return cfg["path"]
+
+
+def audit_variant(dataset):
+    return config["duplicates"]["variant"] or variants(dataset)[0]
+
+
 def variants(dataset):
     return dataset_config(dataset)["variants"]
 

@@ -5,7 +5,7 @@ rule duplicates:
         pairs="results/{dataset}/duplicates/pairs.tsv",
         clusters="results/{dataset}/duplicates/clusters.tsv",
     params:
-        variant=config["duplicates"]["variant"],
+        variant=lambda wc: audit_variant(wc.dataset),
         max_distance=config["duplicates"]["max_distance"],
     log:
         "logs/{dataset}/duplicates.log",

@@ -1,6 +1,6 @@
 rule ingest:
     input:
-        data=lambda wc: dataset_config(wc.dataset)["path"],
+        data=lambda wc: data_folder(wc.dataset),
     output:
         manifest="results/{dataset}/manifest.tsv",
         rejected="results/{dataset}/rejected.tsv",
@@ -9,7 +9,10 @@ rule ingest:
             "name": wc.dataset,
             "variants": variants(wc.dataset),
             "classes": classes(wc.dataset),
+            "root": data_root(wc.dataset),
+            "flat": dataset_config(wc.dataset)["source"] == "folder",
             "group_regex": dataset_config(wc.dataset)["group_regex"],
+            "groups_csv": dataset_config(wc.dataset)["groups_csv"],
         },
     log:
         "logs/{dataset}/ingest.log",

@@ -7,11 +7,13 @@ with logged(snakemake.log[0]):
     dataset = snakemake.params.dataset
     manifest, rejected = ingest(
         dataset["name"],
-        snakemake.input.data,
+        dataset["root"],
         dataset["variants"],
         dataset["classes"],
         dataset["group_regex"],
         n_jobs=snakemake.threads,
+        flat=dataset["flat"],
+        groups_csv=dataset["groups_csv"],
     )
     write_tsv(manifest, snakemake.output.manifest)
     write_tsv(rejected, snakemake.output.rejected)

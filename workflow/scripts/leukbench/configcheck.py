@@ -41,13 +41,17 @@ def semantic_errors(config: dict[str, Any], base_dir: Path) -> list[str]:
     messages = []
     for name, dataset in config.get("datasets", {}).items():
         key = f"datasets.{name}"
-        path = Path(dataset["path"])
-        path = path if path.is_absolute() else base_dir / path
-        if not path.is_dir():
-            messages.append(
-                f"{key}.path: data folder '{dataset['path']}' does not exist "
-                f"(resolved to {path}); point it at the dataset folder"
-            )
+        source = dataset.get("source", "local")
+        if source in ("local", "folder"):
+            path = Path(dataset["path"])
+            path = path if path.is_absolute() else base_dir / path
+            if not path.is_dir():
+                messages.append(
+                    f"{key}.path: data folder '{dataset['path']}' does not exist "
+                    f"(resolved to {path}); point it at the dataset folder"
+                )
+        if source == "folder" and len(dataset.get("variants", ["images"])) != 1:
+            messages.append(f"{key}.variants: a folder dataset has exactly one variant")
         k = len(dataset["classes"])
         cost = dataset["cost_matrix"]
         if len(cost) != k or any(len(row) != k for row in cost):
@@ -58,10 +62,10 @@ def semantic_errors(config: dict[str, Any], base_dir: Path) -> list[str]:
         elif np.any(np.diag(np.asarray(cost, dtype=float)) != 0):
             messages.append(f"{key}.cost_matrix: the diagonal (correct predictions) must be 0")
         audit_variant = config.get("duplicates", {}).get("variant")
-        if audit_variant is not None and audit_variant not in dataset["variants"]:
+        if audit_variant is not None and audit_variant not in dataset.get("variants", ["images"]):
             messages.append(
                 f"duplicates.variant: '{audit_variant}' is not a variant of "
-                f"{key} (variants: {dataset['variants']})"
+                f"{key} (variants: {dataset.get('variants', ['images'])})"
             )
     hue = config.get("segmentation", {}).get("hue")
     if hue is not None and hue[0] == hue[1]:

@@ -58,13 +58,17 @@ def _check_class_folders(variant_dir: Path, classes: list[str], dataset: str) ->
 
 
 def find_candidates(
-    root: Path, variants: list[str], classes: list[str], dataset: str
+    root: Path, variants: list[str], classes: list[str], dataset: str, flat: bool = False
 ) -> tuple[list[Candidate], list[dict]]:
-    """List every file under each variant; files outside class folders are rejected."""
+    """List every file under each variant; files outside class folders are rejected.
+
+    `flat`: `root` holds the class folders itself (a generic image-folder dataset), and the one
+    variant is just a name.
+    """
     candidates: list[Candidate] = []
     rejected: list[dict] = []
     for variant in variants:
-        variant_dir = root / variant
+        variant_dir = root if flat else root / variant
         _check_class_folders(variant_dir, classes, dataset)
         for path in sorted(p for p in variant_dir.rglob("*") if not p.is_dir()):
             rel = path.relative_to(variant_dir)
@@ -77,7 +81,9 @@ def find_candidates(
     return candidates, rejected
 
 
-def _examine(candidate: Candidate, group_regex: str | None) -> dict:
+def _examine(
+    candidate: Candidate, group_regex: str | None, groups: dict[str, str] | None = None
+) -> dict:
     path = candidate.path
     row: dict = {"variant": candidate.variant, "path": str(path)}
     reason = rejection_reason(path)
@@ -97,6 +103,11 @@ def _examine(candidate: Candidate, group_regex: str | None) -> dict:
             row["reason"] = f"file name does not match group_regex {group_regex!r}"
             return row
         group = match.groupdict().get("group") or match.group(1 if match.groups() else 0)
+    elif groups is not None:
+        if path.name not in groups:
+            row["reason"] = "no group id for this file in groups_csv"
+            return row
+        group = groups[path.name]
     row.update(
         id=rel.as_posix(),
         label=candidate.label,
@@ -116,12 +127,19 @@ def ingest(
     classes: list[str],
     group_regex: str | None = None,
     n_jobs: int = 1,
+    flat: bool = False,
+    groups_csv: Path | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return (manifest, rejected). Raises DatasetError for layout problems or empty classes."""
+    """Return (manifest, rejected). Raises DatasetError for layout problems or empty classes.
+
+    Group (patient) ids come from `group_regex` on the file name, or from `groups_csv` (columns
+    `file` and `group`, file names without folders).
+    """
     root = Path(root)
-    candidates, rejected = find_candidates(root, variants, classes, dataset)
+    candidates, rejected = find_candidates(root, variants, classes, dataset, flat=flat)
     accepted: list[dict] = []
-    examine = partial(_examine, group_regex=group_regex)
+    groups = read_groups_csv(groups_csv, dataset) if groups_csv else None
+    examine = partial(_examine, group_regex=group_regex, groups=groups)
     first_path: dict[tuple[str, str], str] = {}  # ids drop the extension: x.jpg and x.png clash
     for row in parallel_map(examine, candidates, n_jobs=n_jobs):
         if "reason" not in row:
@@ -151,6 +169,23 @@ def ingest(
         log.warning("rejected %s: %s", row.path, row.reason)
     log.info("%s: %d images accepted, %d files rejected", dataset, len(manifest), len(rejected_df))
     return manifest, rejected_df
+
+
+def read_groups_csv(path: Path, dataset: str) -> dict[str, str]:
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError) as exc:
+        raise DatasetError(
+            f"dataset '{dataset}': cannot read groups_csv {path} ({exc}); fix "
+            f"datasets.{dataset}.groups_csv"
+        ) from exc
+    missing = {"file", "group"} - set(table.columns)
+    if missing:
+        raise DatasetError(
+            f"dataset '{dataset}': groups_csv {path} lacks column(s) {sorted(missing)}; it needs "
+            "'file' (image file name) and 'group' (patient or slide id)"
+        )
+    return dict(zip(table["file"], table["group"], strict=True))
 
 
 def shared_ids(manifest: pd.DataFrame) -> tuple[set[str], pd.DataFrame]:
