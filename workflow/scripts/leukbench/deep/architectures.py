@@ -91,6 +91,7 @@ once is counted for its first call.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -112,6 +113,7 @@ __all__ = [
     "KERAS_WEIGHTS",
     "PUBLISHED_HEADS",
     "WEIGHTS_DIR_ENV",
+    "CorruptWeightsError",
     "HsvMask",
     "ImagenetPreprocessing",
     "MissingWeightsError",
@@ -184,6 +186,10 @@ BN_MOMENTUM = 0.9
 
 class MissingWeightsError(FileNotFoundError):
     """A pretrained weights file that must be provided locally is not there."""
+
+
+class CorruptWeightsError(ValueError):
+    """A local pretrained weights file whose hash is not the published one."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -373,6 +379,17 @@ def keras_weights_path(backbone: str) -> Path:
             f"workflow's weights fetch rule for {folder / entry['file']}, or download "
             f"{entry['url']} ({entry['hash_algorithm']} {entry['hash']}) and copy it there; "
             f"or set weights: null (random init) or a local file path in the model's config."
+        )
+    digest = hashlib.new(entry["hash_algorithm"])
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    if digest.hexdigest() != entry["hash"]:
+        raise CorruptWeightsError(
+            f"ImageNet weights file {path} is corrupt or not the published one: its "
+            f"{entry['hash_algorithm']} is {digest.hexdigest()}, Keras publishes {entry['hash']}. "
+            f"Delete it and rerun the workflow (its fetch rule downloads {entry['url']} again), "
+            f"or replace it with a verified copy."
         )
     return path
 
