@@ -381,3 +381,32 @@ def test_real_architecture_trains_saves_and_reloads(
     table = image_table(images, splits)
     reloaded_probs = model_probabilities(reloaded, table, len(classes))
     np.testing.assert_allclose(reloaded_probs, predictions.filter(like="prob_"), atol=1e-5)
+
+
+def test_cached_and_streamed_training_of_a_frozen_transfer_model_agree(
+    real_architectures: types.ModuleType, tmp_path: Path
+) -> None:
+    """Same seed, same start weights, same per-epoch order: only the feature source differs."""
+    classes = ["Benign", "Early", "Pre"]
+    images, splits = synthetic_tables(tmp_path / "img", classes, n_per_class=8)
+    spec = make_spec(
+        "transfer",
+        backbone="resnet50",
+        epochs=3,
+        patience=5,
+        learning_rate=1e-3,
+        head={"pooling": "flatten", "dense": [16], "dropout": 0.0},
+    )
+    _, cached, cached_info, cached_history = train_deep(
+        images, splits, classes, spec, seed=4, cache_path=tmp_path / "cache.npz"
+    )
+    _, streamed, streamed_info, streamed_history = train_deep(
+        images, splits, classes, {**spec, "cache_features": False}, seed=4
+    )
+    assert cached_info["cached"] and not streamed_info["cached"]
+    np.testing.assert_allclose(
+        cached_history["loss"], streamed_history["loss"], rtol=1e-3, atol=1e-4
+    )
+    np.testing.assert_allclose(
+        cached.filter(like="prob_"), streamed.filter(like="prob_"), atol=1e-3
+    )

@@ -297,6 +297,10 @@ def _cached_eval_stream(
     return batches.map(_feature_loader(cache)).prefetch(tf.data.AUTOTUNE)
 
 
+# Offsets the seed of the per-epoch view draw from the per-epoch order's.
+VIEW_SALT = 7919
+
+
 def _cached_train_stream(
     cache: FeatureCache,
     groups: np.ndarray,
@@ -315,9 +319,12 @@ def _cached_train_stream(
     load = _feature_loader(cache)
 
     def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
-        noise = tf.random.stateless_uniform([2, n], seed=tf.stack([seed_t, epoch]))
-        order = tf.argsort(noise[0], stable=True)
-        pick = tf.minimum(tf.cast(noise[1] * n_views, tf.int32), n_views - 1)
+        # The same per-epoch order as the streaming pipeline (data.make_dataset), so a cached
+        # and a streamed run of one model see the training images in the same sequence.
+        order_noise = tf.random.stateless_uniform([n], seed=tf.stack([seed_t, epoch]))
+        order = tf.argsort(order_noise, stable=True)
+        view_noise = tf.random.stateless_uniform([n], seed=tf.stack([seed_t + VIEW_SALT, epoch]))
+        pick = tf.minimum(tf.cast(view_noise * n_views, tf.int32), n_views - 1)
         rows = tf.gather_nd(group_t, tf.stack([tf.range(n), pick], axis=1))
         columns = [tf.gather(rows, order), tf.gather(y_t, order)]
         if w_t is not None:
@@ -449,6 +456,24 @@ def _train_cached(
 # --- streaming --------------------------------------------------------------------------------
 
 
+def _build_streaming_model(spec: Mapping[str, Any], n_classes: int, seed: int) -> keras.Model:
+    """The model to fit on streamed images.
+
+    A frozen transfer model is built exactly as the cached path builds it (seeded backbone, then
+    the head from a freshly set seed), so the two paths start from identical weights and differ
+    only in where the backbone's features come from.
+    """
+    arch = architectures()
+    frozen_transfer = spec.get("family") == "transfer" and not spec.get("trainable_layers", 0)
+    if not frozen_transfer:
+        keras.utils.set_random_seed(seed)
+        return arch.build_model(dict(spec), n_classes)
+    backbone = build_seeded_backbone(spec, seed)
+    keras.utils.set_random_seed(seed)
+    head = arch.build_head(dict(spec), tuple(backbone.output.shape[1:]), n_classes)
+    return arch.assemble_transfer_model(backbone, head, name=f"transfer_{spec.get('backbone')}")
+
+
 def _train_streaming(
     table: pd.DataFrame,
     classes: Sequence[str],
@@ -463,8 +488,7 @@ def _train_streaming(
     batch_size = int(spec["batch_size"])
     train = table[table["split"] == "train"]
     val = table[table["split"] == "val"]
-    keras.utils.set_random_seed(seed)
-    model = architectures().build_model(dict(spec), n_classes)
+    model = _build_streaming_model(spec, n_classes, seed)
     _check_output(model, n_classes, "build_model")
     _compile(model, n_classes, float(spec["learning_rate"]))
     stream = make_dataset(
