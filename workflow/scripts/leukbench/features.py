@@ -145,7 +145,7 @@ def shape_features(mask: np.ndarray, rgb01: np.ndarray) -> dict[str, float]:
 def image_features(
     rgb: np.ndarray, mask: np.ndarray, settings: FeatureSettings
 ) -> dict[str, float]:
-    """All features of one uint8 RGB image and its boolean cell mask (same height and width)."""
+    """All features of one uint8 RGB image and its boolean cell mask; both are resized to size."""
     size = (settings.size, settings.size)
     rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
     mask = (
@@ -174,12 +174,6 @@ class FeatureJob:
         try:
             rgb = load_rgb(image_path)
             mask = np.asarray(Image.open(mask_path).convert("L")) > 127
-            if mask.shape != rgb.shape[:2]:
-                mask = np.asarray(
-                    Image.fromarray(mask).resize(
-                        (rgb.shape[1], rgb.shape[0]), Image.Resampling.NEAREST
-                    )
-                )
             return {"id": image_id, "error": ""} | image_features(rgb, mask, self.settings)
         except Exception as exc:  # listed in the failures table, never fatal for the dataset
             return {"id": image_id, "error": f"{type(exc).__name__}: {exc}"}
