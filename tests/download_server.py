@@ -47,6 +47,7 @@ from PIL import Image
 
 LOOPBACK = "127.0.0.1"
 TCIA_PREFIX = "/nbia-api/services"
+WORDPRESS_PREFIX = "/api/v2"
 KAGGLE_PREFIX = "/api/v1/datasets/download/"
 
 
@@ -147,6 +148,8 @@ class DownloadServer(ThreadingHTTPServer):
         self.kaggle: dict[str, KaggleDataset] = {}
         self.tcia: dict[str, list[dict[str, Any]]] = {}
         self.tcia_images: dict[str, bytes] = {}
+        self.wp_collections: list[dict[str, Any]] = []
+        self.wp_downloads: dict[int, dict[str, Any]] = {}
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -202,6 +205,41 @@ class DownloadServer(ThreadingHTTPServer):
             self.tcia_images[uid] = data
         with self.lock:
             self.tcia[collection] = rows
+
+    def add_tcia_wordpress_collection(
+        self, title: str, downloads: list[tuple[str, str, bytes | None]]
+    ) -> None:
+        """Mimic TCIA's WordPress API (api/v2/collections/, api/v2/downloads/) for `title`.
+
+        Each download is (download title, file path served here, bytes); bytes None stands for
+        an Aspera-only package (its link points at a Faspex page).
+        """
+        ids = []
+        with self.lock:
+            for download_title, path, data in downloads:
+                download_id = 1000 + len(self.wp_downloads)
+                if data is None:
+                    url = "https://faspex.cancerimagingarchive.net/aspera/faspex/package/1"
+                else:
+                    self.files[path] = data
+                    url = self.url(path)
+                self.wp_downloads[download_id] = {
+                    "id": download_id,
+                    "download_title": download_title,
+                    "download_url": url,
+                    "download_size": round(len(data or b"") / 1e6, 1),
+                    "download_size_unit": "MB",
+                }
+                ids.append(download_id)
+            self.wp_collections.append(
+                {
+                    "id": 500 + len(self.wp_collections),
+                    "slug": title.lower().replace(" ", "-"),
+                    "collection_title": title,
+                    "collection_short_title": title,
+                    "collection_downloads": ids,
+                }
+            )
 
     # -- inspection ---------------------------------------------------------------------------
 
@@ -327,6 +365,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._serve_bytes(data, script)
         elif path.startswith(KAGGLE_PREFIX):
             self._kaggle(path.removeprefix(KAGGLE_PREFIX), script)
+        elif path == f"{WORDPRESS_PREFIX}/collections/":
+            self._wordpress(self._wp_collections(parse_qs(split.query)))
+        elif path == f"{WORDPRESS_PREFIX}/downloads/":
+            self._wordpress(self._wp_downloads(parse_qs(split.query)))
         elif path == f"{TCIA_PREFIX}/v4/getSeries":
             self._tcia_series(parse_qs(split.query))
         elif path == f"{TCIA_PREFIX}/v4/getImage":
@@ -364,6 +406,22 @@ class _Handler(BaseHTTPRequestHandler):
                 return False
             return decoded == f"{dataset.username}:{dataset.key}"
         return False
+
+    def _wp_collections(self, query: dict[str, list[str]]) -> list[dict[str, Any]]:
+        search = query.get("search", [""])[0].lower()
+        with self.server.lock:
+            return [
+                c for c in self.server.wp_collections if search in c["collection_title"].lower()
+            ]
+
+    def _wp_downloads(self, query: dict[str, list[str]]) -> list[dict[str, Any]]:
+        wanted = [int(i) for i in query.get("id", [""])[0].split(",") if i]
+        with self.server.lock:
+            return [self.server.wp_downloads[i] for i in wanted if i in self.server.wp_downloads]
+
+    def _wordpress(self, results: list[dict[str, Any]]) -> None:
+        body = json.dumps({"results": results, "page": 1, "total_pages": 1}).encode()
+        self._send(200, body, {"Content-Type": "application/json"})
 
     def _tcia_series(self, query: dict[str, list[str]]) -> None:
         collection = query.get("Collection", [""])[0]

@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG_PATH = REPO / "config" / "config.yaml"
 SCHEMA_PATH = REPO / "config" / "config.schema.yaml"
 SHIPPED: dict[str, Any] = yaml.safe_load(CONFIG_PATH.read_text())
-SHIPPED_DATA = (REPO / SHIPPED["datasets"]["kaggle_all"]["path"]).resolve()
+LOCAL_ALL: dict[str, Any] = yaml.safe_load((REPO / "config" / "local-all.yaml").read_text())
+SHIPPED_DATA = (REPO / LOCAL_ALL["datasets"]["kaggle_all"]["path"]).resolve()
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def config(tmp_path: Path) -> dict[str, Any]:
     data = tmp_path / "kaggle-all"
     data.mkdir()
     copied = copy.deepcopy(SHIPPED)
-    copied["datasets"]["kaggle_all"]["path"] = str(data)
+    copied["datasets"]["kaggle_all"] |= {"source": "local", "path": str(data)}
     return copied
 
 
@@ -35,9 +36,17 @@ def config_error(config: dict[str, Any], base_dir: Path = REPO) -> str:
     return str(caught.value)
 
 
-@pytest.mark.skipif(not SHIPPED_DATA.is_dir(), reason=f"no local data at {SHIPPED_DATA}")
-def test_shipped_config_passes_with_the_local_data() -> None:
-    check_config(copy.deepcopy(SHIPPED), SCHEMA_PATH, REPO)
+def test_shipped_config_needs_no_local_data() -> None:
+    """Remote sources are checked without touching the network or the disk."""
+    check_config(copy.deepcopy(SHIPPED), SCHEMA_PATH, Path("/nonexistent"))
+
+
+def test_local_overlay_passes_with_the_local_data() -> None:
+    if not SHIPPED_DATA.is_dir():
+        raise FileNotFoundError(f"the Kaggle ALL copy is missing at {SHIPPED_DATA}")
+    overlaid = copy.deepcopy(SHIPPED)
+    overlaid["datasets"]["kaggle_all"] |= LOCAL_ALL["datasets"]["kaggle_all"]
+    check_config(overlaid, SCHEMA_PATH, REPO)
 
 
 def test_shipped_config_passes_the_schema(config: dict[str, Any]) -> None:
@@ -69,7 +78,7 @@ def test_snakemake_validate_rejects_an_unknown_key() -> None:
 def test_relative_data_path_is_resolved_against_base_dir(tmp_path: Path) -> None:
     (tmp_path / "data" / "here").mkdir(parents=True)
     relative = copy.deepcopy(SHIPPED)
-    relative["datasets"]["kaggle_all"]["path"] = "data/here"
+    relative["datasets"]["kaggle_all"] |= {"source": "local", "path": "data/here"}
     check_config(relative, SCHEMA_PATH, tmp_path)
     message = config_error(relative, base_dir=tmp_path / "elsewhere")
     assert "datasets.kaggle_all.path" in message
@@ -178,34 +187,34 @@ def test_missing_data_path(config: dict[str, Any], tmp_path: Path) -> None:
 
 
 def test_non_square_cost_matrix(config: dict[str, Any]) -> None:
-    config["datasets"]["kaggle_all"]["cost_matrix"] = [
+    config["tasks"]["all_subtypes"]["cost_matrix"] = [
         [0, 10, 20, 30],
         [10, 0, 15],
         [20, 15, 0, 10],
         [30, 25, 10, 0],
     ]
     message = config_error(config)
-    assert "datasets.kaggle_all.cost_matrix:" in message
+    assert "tasks.all_subtypes.cost_matrix:" in message
     assert "4x4" in message
 
 
 def test_cost_matrix_with_the_wrong_number_of_classes(config: dict[str, Any]) -> None:
-    config["datasets"]["kaggle_all"]["cost_matrix"] = [[0, 1, 1], [1, 0, 1], [1, 1, 0]]
+    config["tasks"]["all_subtypes"]["cost_matrix"] = [[0, 1, 1], [1, 0, 1], [1, 1, 0]]
     message = config_error(config)
-    assert "datasets.kaggle_all.cost_matrix:" in message
+    assert "tasks.all_subtypes.cost_matrix:" in message
     assert "4x4" in message and "Benign" in message
 
 
 def test_cost_matrix_with_a_non_zero_diagonal(config: dict[str, Any]) -> None:
-    config["datasets"]["kaggle_all"]["cost_matrix"][2][2] = 5
+    config["tasks"]["all_subtypes"]["cost_matrix"][2][2] = 5
     message = config_error(config)
-    assert "datasets.kaggle_all.cost_matrix:" in message
+    assert "tasks.all_subtypes.cost_matrix:" in message
     assert "diagonal" in message
 
 
 def test_negative_cost_is_a_schema_error(config: dict[str, Any]) -> None:
-    config["datasets"]["kaggle_all"]["cost_matrix"][0][1] = -1
-    assert "datasets.kaggle_all.cost_matrix[0][1]:" in config_error(config)
+    config["tasks"]["all_subtypes"]["cost_matrix"][0][1] = -1
+    assert "tasks.all_subtypes.cost_matrix[0][1]:" in config_error(config)
 
 
 def test_duplicates_variant_must_be_a_dataset_variant(config: dict[str, Any]) -> None:
@@ -223,6 +232,48 @@ def test_n_per_class_and_n_total_are_exclusive(config: dict[str, Any]) -> None:
     config["split"]["n_per_class"] = 10
     config["split"]["n_total"] = 40
     assert "split: set n_per_class or n_total, not both" in config_error(config)
+
+
+def test_task_on_an_unknown_dataset(config: dict[str, Any]) -> None:
+    config["tasks"]["aml_vs_normal"]["dataset"] = "aml"
+    assert "tasks.aml_vs_normal.dataset: unknown dataset 'aml'" in config_error(config)
+
+
+def test_task_labels_must_come_from_its_dataset_once(config: dict[str, Any]) -> None:
+    config["tasks"]["aml_vs_normal"]["classes"] = {"aml": ["MYO", "Pro"], "normal": ["MYO"]}
+    message = config_error(config)
+    assert "tasks.aml_vs_normal.classes.aml: 'Pro' is not a class of dataset 'aml_lmu'" in message
+    assert "tasks.aml_vs_normal.classes.normal: 'MYO' is already mapped to 'aml'" in message
+
+
+def test_binary_task_cost_matrix_is_sized_by_task_classes(config: dict[str, Any]) -> None:
+    config["tasks"]["aml_vs_normal"]["cost_matrix"] = [[0, 1, 1], [1, 0, 1], [1, 1, 0]]
+    assert "tasks.aml_vs_normal.cost_matrix: must be 2x2" in config_error(config)
+    config["tasks"]["aml_vs_normal"]["cost_matrix"] = [[0, 5], [1, 0]]
+    check_config(config, SCHEMA_PATH, REPO)
+
+
+def test_task_models_must_exist(config: dict[str, Any]) -> None:
+    config["tasks"]["all_subtypes"]["models"] = ["svm", "resnet"]
+    assert "tasks.all_subtypes.models: unknown model(s) ['resnet']" in config_error(config)
+
+
+def test_patient_disjoint_task_needs_group_ids(config: dict[str, Any]) -> None:
+    config["tasks"]["all_subtypes"]["protocol"] = "group"
+    assert "tasks.all_subtypes.protocol: 'group' needs patient ids" in config_error(config)
+
+
+def test_names_must_not_clash(config: dict[str, Any]) -> None:
+    config["tasks"]["svm"] = {"dataset": "kaggle_all"}
+    config["tasks"]["Original"] = {"dataset": "kaggle_all"}
+    message = config_error(config)
+    assert "tasks.svm: the name 'svm' is also used in models" in message
+    assert "tasks.Original: the name 'Original' is also used in variants" in message
+
+
+def test_tcia_source_needs_its_collection(config: dict[str, Any]) -> None:
+    del config["datasets"]["aml_lmu"]["tcia"]
+    assert "datasets.aml_lmu: 'tcia' is a required property" in config_error(config)
 
 
 def test_key_path_formatting() -> None:

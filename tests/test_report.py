@@ -14,7 +14,7 @@ import pandas as pd
 import yaml
 
 from leukbench.metrics import evaluate
-from leukbench.report import ReportInputs, comparison_table, render_report
+from leukbench.report import SectionInputs, comparison_table, render_page, render_section
 
 CLASSES = ["A", "B"]
 COST = [[0, 1], [5, 0]]
@@ -96,16 +96,26 @@ def test_report_renders_every_section_with_embedded_images(tmp_path: Path) -> No
             "min_foreground": 0.005,
         },
     }
-    inputs = ReportInputs(
-        dataset={
+    task = {
+        "name": "toy_task",
+        "title": "Toy data",
+        "classes": CLASSES,
+        "labels": {c: [c] for c in CLASSES},
+        "cost_matrix": COST,
+        "cost_matrix_set": True,
+        "published": PUBLISHED,
+        "split": {**config["split"], "protocol": "auto", "labels": {c: [c] for c in CLASSES}},
+        "dataset": {
             "name": "toy",
-            "title": "Toy data",
             "classes": CLASSES,
-            "cost_matrix": COST,
+            "variants": ["V"],
             "notes": "No patient ids.",
-            "published": PUBLISHED,
         },
-        config=config,
+        "duplicates": config["duplicates"],
+        "segmentation": config["segmentation"],
+    }
+    inputs = SectionInputs(
+        task=task,
         metrics=[_metrics_file(tmp_path, "svm", "V"), _metrics_file(tmp_path, "xgboost", "V")],
         manifest=_tsv(
             tmp_path,
@@ -169,8 +179,10 @@ def test_report_renders_every_section_with_embedded_images(tmp_path: Path) -> No
         segmentation=[_tsv(tmp_path / "V" / "segmentation", "stats.tsv", stats)],
         qc=[str(qc)],
     )
-    html = render_report(inputs)
+    html = render_page("Toy run", [render_section(inputs)], config)
     for text in (
+        'id="task-toy_task"',
+        'class="protocol">image-level<',
         "Toy data",
         "Image-level split",
         "No patient ids.",

@@ -13,7 +13,11 @@ from leukbench.duplicates import cluster_duplicates
 from leukbench.steps import build_splits, compute_features, run_segmentation
 
 CLASSES = ["A", "B"]
-SPLIT = {"seed": 7, "ratios": {"train": 0.64, "val": 0.2, "test": 0.16}}
+SPLIT = {
+    "seed": 7,
+    "ratios": {"train": 0.64, "val": 0.2, "test": 0.16},
+    "labels": {"A": ["A"], "B": ["B"]},
+}
 
 
 def _manifest(n_per_class: int = 25, variants: tuple[str, ...] = ("V1", "V2")) -> pd.DataFrame:
@@ -45,7 +49,7 @@ def _clusters(manifest: pd.DataFrame, duplicate_pairs: list[tuple[str, str]]) ->
 def test_collapsed_duplicates_are_excluded_with_their_reason() -> None:
     manifest = _manifest()
     clusters = _clusters(manifest, [("A/img000", "A/img001"), ("A/img001", "A/img002")])
-    splits, excluded = build_splits(manifest, clusters, CLASSES, SPLIT, collapse=True)
+    splits, excluded = build_splits(manifest, clusters, SPLIT, collapse=True)
     assert "A/img000" in set(splits["id"])
     assert not {"A/img001", "A/img002"} & set(splits["id"])
     reasons = excluded.set_index("id")["reason"]
@@ -55,7 +59,7 @@ def test_collapsed_duplicates_are_excluded_with_their_reason() -> None:
 def test_keeping_duplicates_reproduces_the_published_protocol() -> None:
     manifest = _manifest()
     clusters = _clusters(manifest, [("A/img000", "A/img001")])
-    splits, excluded = build_splits(manifest, clusters, CLASSES, SPLIT, collapse=False)
+    splits, excluded = build_splits(manifest, clusters, SPLIT, collapse=False)
     assert len(splits) == 50 and excluded.empty
 
 
@@ -63,9 +67,7 @@ def test_every_image_is_either_split_or_excluded_with_a_reason() -> None:
     manifest = _manifest()
     manifest = manifest[~((manifest["variant"] == "V2") & (manifest["id"] == "B/img004"))]
     clusters = _clusters(manifest, [("B/img010", "B/img011")])
-    splits, excluded = build_splits(
-        manifest, clusters, CLASSES, {**SPLIT, "n_per_class": 20}, collapse=True
-    )
+    splits, excluded = build_splits(manifest, clusters, {**SPLIT, "n_per_class": 20}, collapse=True)
     all_ids = set(manifest["id"])
     assert set(splits["id"]) | set(excluded["id"]) == all_ids
     assert not set(splits["id"]) & set(excluded["id"])
@@ -74,6 +76,43 @@ def test_every_image_is_either_split_or_excluded_with_a_reason() -> None:
     assert (excluded["reason"] == "not drawn by subsampling").sum() == 5 + 3
     assert splits["label"].value_counts().to_dict() == {"A": 20, "B": 20}
     assert excluded["label"].notna().all()
+
+
+def test_task_labels_merge_and_drop_dataset_classes_with_a_reason() -> None:
+    manifest = _manifest(n_per_class=12)
+    extra = _manifest(n_per_class=12).assign(
+        id=lambda t: t["id"].str.replace("A/", "C/").str.replace("B/", "D/"),
+        label=lambda t: t["label"].map({"A": "C", "B": "D"}),
+    )
+    manifest = pd.concat([manifest, extra], ignore_index=True)
+    clusters = _clusters(manifest, [])
+    task = {**SPLIT, "labels": {"blast": ["A", "C"], "normal": ["B"]}, "n_per_class": "min"}
+    splits, excluded = build_splits(manifest, clusters, task, collapse=True)
+    assert set(splits["label"]) == {"blast", "normal"}
+    assert splits["label"].value_counts().to_dict() == {"blast": 12, "normal": 12}
+    assert set(splits.loc[splits["label"] == "blast", "source_label"]) <= {"A", "C"}
+    reasons = excluded.set_index("id")["reason"]
+    assert reasons["D/img000"] == "dataset label D is not used by this task"
+    assert (reasons == "not drawn by subsampling").sum() == 12  # 24 blasts drawn down to 12
+    assert set(splits["id"]) | set(excluded["id"]) == set(manifest["id"])
+
+
+def test_patient_disjoint_task_refuses_images_without_patient_ids() -> None:
+    from leukbench.splits import SplitError
+
+    manifest = _manifest()
+    with pytest.raises(SplitError, match="group_regex or groups_csv"):
+        build_splits(manifest, _clusters(manifest, []), {**SPLIT, "protocol": "group"}, True)
+
+
+def test_image_protocol_ignores_group_ids() -> None:
+    manifest = _manifest().assign(group=lambda t: "P" + (t.index % 5).astype(str))
+    clusters = _clusters(manifest, [])
+    grouped, _ = build_splits(manifest, clusters, SPLIT, collapse=True)
+    imaged, _ = build_splits(manifest, clusters, {**SPLIT, "protocol": "image"}, True)
+    assert (grouped["protocol"] == "group").all() and (imaged["protocol"] == "image").all()
+    assert (grouped.groupby("group")["split"].nunique() == 1).all()
+    assert (imaged.groupby("group")["split"].nunique() > 1).any()
 
 
 def test_segmentation_and_features_list_a_broken_image_instead_of_failing(tmp_path: Path) -> None:

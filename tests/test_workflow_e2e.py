@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from workflow_helpers import default_config, sample_kaggle_all, snakemake, write_config
+from workflow_helpers import local_all_config, sample_kaggle_all, snakemake, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -36,8 +36,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     (data / "Segmented" / "Pro" / "notes.txt").write_text("not an image")
     (data / "Original" / "Early" / ".DS_Store").write_bytes(b"\0\1")
-    config = default_config()
-    config["datasets"]["kaggle_all"]["path"] = str(data)
+    config = local_all_config(data)
     config["models"]["svm"]["grid"] = {"kernel": ["rbf"], "C": [1, 10], "gamma": ["scale"]}
     config["models"]["xgboost"]["params"]["n_estimators"] = 200
     for model, overrides in TINY_DEEP.items():
@@ -52,7 +51,9 @@ def test_every_model_and_variant_is_evaluated_sanely(finished_run: Path) -> None
     for variant in VARIANTS:
         for model in MODELS:
             metrics = json.loads(
-                (finished_run / f"results/kaggle_all/{variant}/{model}/metrics.json").read_text()
+                (
+                    finished_run / f"results/kaggle_all/all_subtypes/{variant}/{model}/metrics.json"
+                ).read_text()
             )
             test = metrics["splits"]["test"]
             n = test["n"]
@@ -70,9 +71,9 @@ def test_every_model_and_variant_is_evaluated_sanely(finished_run: Path) -> None
 
 
 def test_deep_models_land_in_the_same_evaluation(finished_run: Path) -> None:
-    table = pd.read_csv(finished_run / "results/kaggle_all/metrics.tsv", sep="\t")
+    table = pd.read_csv(finished_run / "results/kaggle_all/all_subtypes/metrics.tsv", sep="\t")
     for model in DEEP_MODELS:
-        run = finished_run / f"results/kaggle_all/Original/{model}"
+        run = finished_run / f"results/kaggle_all/all_subtypes/Original/{model}"
         assert (run / "model.keras").stat().st_size > 0
         history = pd.read_csv(run / "history.tsv", sep="\t")
         assert len(history) >= 1 and history["loss"].notna().all()
@@ -81,22 +82,25 @@ def test_deep_models_land_in_the_same_evaluation(finished_run: Path) -> None:
         assert len(accuracy) == 1 and 0.0 <= accuracy.iloc[0] <= 1.0
         seconds = rows[rows["metric"] == "train_seconds"]["value"]
         assert len(seconds) == 1 and seconds.iloc[0] > 0
-        assert not (finished_run / f"results/kaggle_all/Segmented/{model}").exists()
-    caches = list((finished_run / "results/kaggle_all/Original/feature_cache").glob("*.npz"))
+        assert not (finished_run / f"results/kaggle_all/all_subtypes/Segmented/{model}").exists()
+    caches = list(
+        (finished_run / "results/kaggle_all/all_subtypes/Original/feature_cache").glob("*.npz")
+    )
     assert [c.name for c in caches] == [
         "efficientnet_lite0-imagenet-96px-avg-flip_rotate8-8views-float32.npz"
     ]
 
 
 def test_splits_are_shared_disjoint_and_stratified(finished_run: Path) -> None:
-    splits = pd.read_csv(finished_run / "results/kaggle_all/splits.tsv", sep="\t")
+    splits = pd.read_csv(finished_run / "results/kaggle_all/all_subtypes/splits.tsv", sep="\t")
     assert splits["id"].is_unique
     assert set(splits["split"]) == {"train", "val", "test"}
     assert (splits["protocol"] == "image").all()
     for variant in VARIANTS:
         for model in MODELS:
             predictions = pd.read_csv(
-                finished_run / f"results/kaggle_all/{variant}/{model}/predictions.tsv", sep="\t"
+                finished_run / f"results/kaggle_all/all_subtypes/{variant}/{model}/predictions.tsv",
+                sep="\t",
             )
             test_ids = set(predictions.loc[predictions["split"] == "test", "id"])
             assert test_ids == set(splits.loc[splits["split"] == "test", "id"])
@@ -119,14 +123,17 @@ def test_duplicates_in_the_real_sample_are_found_and_collapsed(finished_run: Pat
     pairs = pd.read_csv(finished_run / "results/kaggle_all/duplicates/pairs.tsv", sep="\t")
     found = set(zip(pairs["id_a"], pairs["id_b"], strict=True))
     assert ("Benign/WBC-Benign-004", "Benign/WBC-Benign-005") in found
-    splits = pd.read_csv(finished_run / "results/kaggle_all/splits.tsv", sep="\t")
+    splits = pd.read_csv(finished_run / "results/kaggle_all/all_subtypes/splits.tsv", sep="\t")
     assert not {"Benign/WBC-Benign-004", "Benign/WBC-Benign-005"} <= set(splits["id"])
-    excluded = pd.read_csv(finished_run / "results/kaggle_all/excluded.tsv", sep="\t")
+    excluded = pd.read_csv(finished_run / "results/kaggle_all/all_subtypes/excluded.tsv", sep="\t")
     assert excluded["reason"].str.startswith("duplicate of").any()
 
 
 def test_report_is_self_contained_and_complete(finished_run: Path) -> None:
-    html = (finished_run / "reports/kaggle_all/report.html").read_text()
+    task_page = (finished_run / "reports/all_subtypes.html").read_text()
+    html = (finished_run / "reports/report.html").read_text()
+    assert 'id="task-all_subtypes"' in task_page and 'id="task-all_subtypes"' in html
+    assert 'class="protocol">image-level<' in html
     for section in (
         "Model comparison",
         "Confusion matrices",
@@ -148,8 +155,8 @@ def test_report_is_self_contained_and_complete(finished_run: Path) -> None:
 
 
 def test_rerun_gives_identical_splits_and_classic_results(finished_run: Path) -> None:
-    paths = ["results/kaggle_all/splits.tsv"] + [
-        f"results/kaggle_all/{v}/{m}/predictions.tsv" for v in VARIANTS for m in MODELS
+    paths = ["results/kaggle_all/all_subtypes/splits.tsv"] + [
+        f"results/kaggle_all/all_subtypes/{v}/{m}/predictions.tsv" for v in VARIANTS for m in MODELS
     ]
     before = {p: (finished_run / p).read_bytes() for p in paths}
     result = snakemake(finished_run, "--cores", "2", "--forcerun", "split", "all")
@@ -165,7 +172,7 @@ def test_nothing_left_to_do_after_a_finished_run(finished_run: Path) -> None:
 
 
 def test_model_target_builds_only_that_model(tmp_path: Path, finished_run: Path) -> None:
-    shutil.rmtree(finished_run / "results/kaggle_all/Original/svm")
+    shutil.rmtree(finished_run / "results/kaggle_all/all_subtypes/Original/svm")
     result = snakemake(finished_run, "--cores", "2", "-n", "svm")
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.MULTILINE))

@@ -67,10 +67,27 @@ def snakemake(
     )
 
 
-def small_config(datasets: dict[str, Any]) -> dict[str, Any]:
-    """The default config with only the given datasets and a fast SVM."""
+def local_all_config(path: Path) -> dict[str, Any]:
+    """The default config reduced to the Kaggle ALL dataset read from `path` and its task."""
+    config = default_config()
+    dataset = config["datasets"]["kaggle_all"]
+    dataset.pop("kaggle")
+    config["datasets"] = {"kaggle_all": {**dataset, "source": "local", "path": str(path)}}
+    config["tasks"] = {"all_subtypes": config["tasks"]["all_subtypes"]}
+    return config
+
+
+def task_of(dataset: str) -> str:
+    """The name small_config gives the one task of `dataset`."""
+    return f"{dataset}_task"
+
+
+def small_config(datasets: dict[str, Any], tasks: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The default config with only the given datasets (one task each, unless given) and a
+    fast SVM."""
     config = default_config()
     config["datasets"] = datasets
+    config["tasks"] = tasks or {task_of(name): {"dataset": name} for name in datasets}
     config["models"] = {
         "svm": {"family": "svm", "grid": {"kernel": ["rbf"], "C": [1], "gamma": ["scale"]}}
     }

@@ -3,22 +3,22 @@ CLASSIC_MODELS = [m for m, c in config["models"].items() if c["family"] in ("svm
 
 rule train_classic:
     input:
-        features="results/{dataset}/{variant}/features.tsv",
-        splits="results/{dataset}/splits.tsv",
+        features="results/{dataset}/{task}/{variant}/features.tsv",
+        splits="results/{dataset}/{task}/splits.tsv",
     output:
-        model="results/{dataset}/{variant}/{model}/model.joblib",
-        predictions="results/{dataset}/{variant}/{model}/predictions.tsv",
-        info="results/{dataset}/{variant}/{model}/train_info.json",
+        model="results/{dataset}/{task}/{variant}/{model}/model.joblib",
+        predictions="results/{dataset}/{task}/{variant}/{model}/predictions.tsv",
+        info="results/{dataset}/{task}/{variant}/{model}/train_info.json",
     wildcard_constraints:
         model="|".join(CLASSIC_MODELS),
     params:
         model=lambda wc: config["models"][wc.model],
-        classes=lambda wc: classes(wc.dataset),
+        classes=lambda wc: task_class_names(wc.task),
         seed=config["seed"],
     log:
-        "logs/{dataset}/{variant}/{model}/train.log",
+        "logs/{dataset}/{task}/{variant}/{model}/train.log",
     benchmark:
-        "logs/benchmarks/{dataset}/{variant}/{model}/train.tsv"
+        "logs/benchmarks/{dataset}/{task}/{variant}/{model}/train.tsv"
     conda:
         "../../envs/classic.yaml"
     script:

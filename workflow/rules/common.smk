@@ -1,4 +1,4 @@
-from leukbench.configcheck import check_config
+from leukbench.configcheck import check_config, task_classes
 from leukbench.deep.keras_weights import KERAS_WEIGHTS, weight_sources
 from snakemake.utils import validate
 
@@ -9,6 +9,7 @@ check_config(config, SCHEMA, Path.cwd())
 validate(config, schema=str(SCHEMA))
 
 DATASETS = list(config["datasets"])
+TASKS = list(config["tasks"])
 MODELS = list(config["models"])
 KERAS_WEIGHT_FILES = {name: entry["file"] for name, entry in KERAS_WEIGHTS.items()}
 KERAS_WEIGHT_SOURCES = weight_sources()
@@ -17,6 +18,7 @@ VARIANTS = sorted({v for d in config["datasets"].values() for v in d["variants"]
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
+    task="|".join(TASKS),
     variant="|".join(VARIANTS),
     model="|".join(MODELS),
 
@@ -25,19 +27,32 @@ def dataset_config(dataset):
     return config["datasets"][dataset]
 
 
+REMOTE_SOURCES = ("kaggle", "tcia")
+
+
+def is_remote(dataset):
+    return dataset_config(dataset)["source"] in REMOTE_SOURCES
+
+
 def data_folder(dataset):
     """What ingestion reads: a local folder, or the extracted download of a remote source."""
     cfg = dataset_config(dataset)
-    if cfg["source"] == "kaggle":
+    if is_remote(dataset):
         return f"resources/{dataset}/data"
     return cfg["path"]
 
 
 def data_root(dataset):
     cfg = dataset_config(dataset)
-    if cfg["source"] == "kaggle":
-        return str(Path(data_folder(dataset), cfg["kaggle"].get("subdir", "")))
+    if is_remote(dataset):
+        return str(Path(data_folder(dataset), cfg[cfg["source"]].get("subdir", "")))
     return cfg["path"]
+
+
+def downloaded_archives(wildcards):
+    if dataset_config(wildcards.dataset)["source"] == "tcia":
+        return f"resources/{wildcards.dataset}/download/tcia.json"
+    return f"resources/{wildcards.dataset}/download/archive.zip"
 
 
 def audit_variant(dataset):
@@ -52,22 +67,91 @@ def classes(dataset):
     return dataset_config(dataset)["classes"]
 
 
+def task_config(task):
+    return config["tasks"][task]
+
+
+def task_dataset(task):
+    return task_config(task)["dataset"]
+
+
+def dataset_tasks(dataset):
+    return [t for t in TASKS if task_dataset(t) == dataset]
+
+
+def task_label_map(task):
+    """Task label -> the dataset labels it gathers, in the task's class order."""
+    return task_classes(task_config(task), dataset_config(task_dataset(task)))
+
+
+def task_class_names(task):
+    return list(task_label_map(task))
+
+
+def task_cost_matrix(task):
+    """The task's cost matrix; 1 for every error when the task sets none."""
+    k = len(task_class_names(task))
+    default = [[0 if i == j else 1 for j in range(k)] for i in range(k)]
+    return task_config(task).get("cost_matrix") or default
+
+
+def task_split(task):
+    """The split settings of a task: its own, falling back to the `split` defaults."""
+    cfg, defaults = task_config(task), config["split"]
+    own_size = cfg.get("n_per_class") is not None or cfg.get("n_total") is not None
+    return {
+        "seed": defaults["seed"],
+        "ratios": cfg.get("ratios", defaults["ratios"]),
+        "n_per_class": cfg.get("n_per_class") if own_size else defaults.get("n_per_class"),
+        "n_total": cfg.get("n_total") if own_size else defaults.get("n_total"),
+        "protocol": cfg["protocol"],
+        "labels": task_label_map(task),
+    }
+
+
+def task_models(task):
+    return task_config(task).get("models") or MODELS
+
+
 def model_variants(dataset, model):
     """The dataset variants a model trains on: all of them unless the model lists some."""
     wanted = config["models"][model].get("variants")
     return [v for v in variants(dataset) if wanted is None or v in wanted]
 
 
-def model_results(dataset, filename, models=MODELS):
+def task_dir(task):
+    return f"results/{task_dataset(task)}/{task}"
+
+
+def model_results(task, filename, models=None):
+    dataset = task_dataset(task)
+    chosen = [m for m in task_models(task) if models is None or m in models]
     return [
-        f"results/{dataset}/{variant}/{model}/{filename}"
-        for model in models
+        f"{task_dir(task)}/{variant}/{model}/{filename}"
+        for model in chosen
         for variant in model_variants(dataset, model)
     ]
 
 
 def segmentation_outputs(dataset, filename):
     return [f"results/{dataset}/{variant}/segmentation/{filename}" for variant in variants(dataset)]
+
+
+def task_report_params(task):
+    """Exactly the configuration a task's report section shows, so edits elsewhere don't rerun it."""
+    dataset = task_dataset(task)
+    return {
+        "name": task,
+        **task_config(task),
+        "classes": task_class_names(task),
+        "labels": task_label_map(task),
+        "cost_matrix": task_cost_matrix(task),
+        "cost_matrix_set": "cost_matrix" in task_config(task),
+        "split": task_split(task),
+        "dataset": {"name": dataset, **dataset_config(dataset)},
+        "duplicates": config["duplicates"],
+        "segmentation": config["segmentation"],
+    }
 
 
 # --- deep models -------------------------------------------------------------------------
@@ -123,7 +207,7 @@ def feature_cache_input(wildcards):
     spec = config["models"][wildcards.model]
     if not uses_feature_cache(spec):
         return []
-    return f"results/{wildcards.dataset}/{wildcards.variant}/feature_cache/{cache_name(spec)}.npz"
+    return f"results/{wildcards.dataset}/{wildcards.task}/{wildcards.variant}/feature_cache/{cache_name(spec)}.npz"
 
 
 def keras_weights_input(spec):

@@ -1,17 +1,17 @@
 rule feature_cache:
     input:
         manifest="results/{dataset}/manifest.tsv",
-        splits="results/{dataset}/splits.tsv",
+        splits="results/{dataset}/{task}/splits.tsv",
         weights=lambda wc: keras_weights_input(cache_spec(wc.cache)),
     output:
-        cache="results/{dataset}/{variant}/feature_cache/{cache}.npz",
+        cache="results/{dataset}/{task}/{variant}/feature_cache/{cache}.npz",
     params:
         spec=lambda wc: cache_spec(wc.cache),
         seed=config["seed"],
     log:
-        "logs/{dataset}/{variant}/feature_cache/{cache}.log",
+        "logs/{dataset}/{task}/{variant}/feature_cache/{cache}.log",
     benchmark:
-        "logs/benchmarks/{dataset}/{variant}/feature_cache/{cache}.tsv"
+        "logs/benchmarks/{dataset}/{task}/{variant}/feature_cache/{cache}.tsv"
     conda:
         "../../envs/deep.yaml"
     script:
@@ -21,25 +21,25 @@ rule feature_cache:
 rule train_deep:
     input:
         manifest="results/{dataset}/manifest.tsv",
-        splits="results/{dataset}/splits.tsv",
+        splits="results/{dataset}/{task}/splits.tsv",
         cache=feature_cache_input,
         weights=lambda wc: keras_weights_input(config["models"][wc.model]),
     output:
-        model="results/{dataset}/{variant}/{model}/model.keras",
-        labels="results/{dataset}/{variant}/{model}/labels.json",
-        predictions="results/{dataset}/{variant}/{model}/predictions.tsv",
-        info="results/{dataset}/{variant}/{model}/train_info.json",
-        history="results/{dataset}/{variant}/{model}/history.tsv",
+        model="results/{dataset}/{task}/{variant}/{model}/model.keras",
+        labels="results/{dataset}/{task}/{variant}/{model}/labels.json",
+        predictions="results/{dataset}/{task}/{variant}/{model}/predictions.tsv",
+        info="results/{dataset}/{task}/{variant}/{model}/train_info.json",
+        history="results/{dataset}/{task}/{variant}/{model}/history.tsv",
     wildcard_constraints:
         model="|".join(DEEP_MODELS) or "no-deep-model",
     params:
         model=lambda wc: config["models"][wc.model],
-        classes=lambda wc: classes(wc.dataset),
+        classes=lambda wc: task_class_names(wc.task),
         seed=config["seed"],
     log:
-        "logs/{dataset}/{variant}/{model}/train.log",
+        "logs/{dataset}/{task}/{variant}/{model}/train.log",
     benchmark:
-        "logs/benchmarks/{dataset}/{variant}/{model}/train.tsv"
+        "logs/benchmarks/{dataset}/{task}/{variant}/{model}/train.tsv"
     conda:
         "../../envs/deep.yaml"
     script:

@@ -1,17 +1,17 @@
 rule evaluate:
     input:
-        predictions="results/{dataset}/{variant}/{model}/predictions.tsv",
-        info="results/{dataset}/{variant}/{model}/train_info.json",
+        predictions="results/{dataset}/{task}/{variant}/{model}/predictions.tsv",
+        info="results/{dataset}/{task}/{variant}/{model}/train_info.json",
     output:
-        metrics="results/{dataset}/{variant}/{model}/metrics.json",
-        tidy="results/{dataset}/{variant}/{model}/metrics.tsv",
+        metrics="results/{dataset}/{task}/{variant}/{model}/metrics.json",
+        tidy="results/{dataset}/{task}/{variant}/{model}/metrics.tsv",
     params:
-        classes=lambda wc: classes(wc.dataset),
-        cost_matrix=lambda wc: dataset_config(wc.dataset)["cost_matrix"],
+        classes=lambda wc: task_class_names(wc.task),
+        cost_matrix=lambda wc: task_cost_matrix(wc.task),
     log:
-        "logs/{dataset}/{variant}/{model}/evaluate.log",
+        "logs/{dataset}/{task}/{variant}/{model}/evaluate.log",
     benchmark:
-        "logs/benchmarks/{dataset}/{variant}/{model}/evaluate.tsv"
+        "logs/benchmarks/{dataset}/{task}/{variant}/{model}/evaluate.tsv"
     conda:
         "../../envs/classic.yaml"
     script:
@@ -20,13 +20,13 @@ rule evaluate:
 
 rule metrics_table:
     input:
-        tidy=lambda wc: model_results(wc.dataset, "metrics.tsv"),
+        tidy=lambda wc: model_results(wc.task, "metrics.tsv"),
     output:
-        table="results/{dataset}/metrics.tsv",
+        table="results/{dataset}/{task}/metrics.tsv",
     log:
-        "logs/{dataset}/metrics_table.log",
+        "logs/{dataset}/{task}/metrics_table.log",
     benchmark:
-        "logs/benchmarks/{dataset}/metrics_table.tsv"
+        "logs/benchmarks/{dataset}/{task}/metrics_table.tsv"
     conda:
         "../../envs/classic.yaml"
     script:

@@ -10,7 +10,9 @@ rule ingest:
             "variants": variants(wc.dataset),
             "classes": classes(wc.dataset),
             "root": data_root(wc.dataset),
-            "flat": dataset_config(wc.dataset)["source"] == "folder",
+            "flat": dataset_config(wc.dataset)["source"] == "folder"
+            or dataset_config(wc.dataset)["layout"] == "flat",
+            "class_roots": dataset_config(wc.dataset)["class_roots"],
             "group_regex": dataset_config(wc.dataset)["group_regex"],
             "groups_csv": dataset_config(wc.dataset)["groups_csv"],
         },

@@ -3,16 +3,15 @@ rule split:
         manifest="results/{dataset}/manifest.tsv",
         clusters="results/{dataset}/duplicates/clusters.tsv",
     output:
-        splits="results/{dataset}/splits.tsv",
-        excluded="results/{dataset}/excluded.tsv",
+        splits="results/{dataset}/{task}/splits.tsv",
+        excluded="results/{dataset}/{task}/excluded.tsv",
     params:
-        classes=lambda wc: classes(wc.dataset),
         collapse=config["duplicates"]["collapse"],
-        split=config["split"],
+        split=lambda wc: task_split(wc.task),
     log:
-        "logs/{dataset}/split.log",
+        "logs/{dataset}/{task}/split.log",
     benchmark:
-        "logs/benchmarks/{dataset}/split.tsv"
+        "logs/benchmarks/{dataset}/{task}/split.tsv"
     conda:
         "../../envs/classic.yaml"
     script:

@@ -2,24 +2,37 @@ localrules:
     all,
     metrics_table,
     segmentation_qc,
+    report_section,
+    task_report,
     report,
 
 
 rule all:
     input:
-        expand("reports/{dataset}/report.html", dataset=DATASETS),
+        "reports/report.html",
+        expand("reports/{task}.html", task=TASKS),
     default_target: True
 
 
-# One target per dataset (its report) and one per model (its metrics on every dataset and
-# variant), so `snakemake svm` rebuilds that model and nothing else.
+# One target per task (its report), per dataset (the reports of its tasks) and per model (its
+# metrics on every task and variant), so `snakemake svm` rebuilds that model and nothing else.
+for _task in TASKS:
+
+    rule:
+        name:
+            _task
+        input:
+            f"reports/{_task}.html",
+        localrule: True
+
+
 for _dataset in DATASETS:
 
     rule:
         name:
             _dataset
         input:
-            f"reports/{_dataset}/report.html",
+            [f"reports/{t}.html" for t in dataset_tasks(_dataset)],
         localrule: True
 
 
@@ -29,5 +42,5 @@ for _model in MODELS:
         name:
             _model
         input:
-            [path for d in DATASETS for path in model_results(d, "metrics.json", [_model])],
+            [path for t in TASKS for path in model_results(t, "metrics.json", [_model])],
         localrule: True

@@ -13,7 +13,12 @@ with logged(snakemake.log[0]):
         snakemake.params.classes,
         snakemake.params.cost_matrix,
     )
-    keys = {"dataset": wildcards.dataset, "variant": wildcards.variant, "model": wildcards.model}
+    keys = {
+        "dataset": wildcards.dataset,
+        "task": wildcards.task,
+        "variant": wildcards.variant,
+        "model": wildcards.model,
+    }
     write_json(
         {
             **keys,

@@ -14,6 +14,7 @@ with logged(snakemake.log[0]):
         n_jobs=snakemake.threads,
         flat=dataset["flat"],
         groups_csv=dataset["groups_csv"],
+        class_roots=dataset["class_roots"],
     )
     write_tsv(manifest, snakemake.output.manifest)
     write_tsv(rejected, snakemake.output.rejected)

@@ -1,4 +1,4 @@
-"""Entry point: the fixed, seeded train/val/test split shared by every model and variant."""
+"""Entry point: a task's fixed, seeded train/val/test split, shared by every model and variant."""
 
 from leukbench.smk import logged, read_tsv, write_tsv
 from leukbench.steps import build_splits
@@ -8,7 +8,6 @@ with logged(snakemake.log[0]):
     splits, excluded = build_splits(
         read_tsv(snakemake.input.manifest),
         read_tsv(snakemake.input.clusters),
-        params.classes,
         params.split,
         collapse=params.collapse,
     )

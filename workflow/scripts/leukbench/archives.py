@@ -344,3 +344,46 @@ def _move_into_place(staging: Path, dest: Path) -> None:
     os.replace(staging, dest)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def extract_all(
+    archives: list[str | os.PathLike[str]],
+    dest: str | os.PathLike[str],
+    *,
+    max_total_bytes: int,
+    max_members: int = DEFAULT_MAX_MEMBERS,
+) -> list[Path]:
+    """Extract several archives into one folder `dest`, all or nothing.
+
+    The size limit covers all archives together. Two archives holding the same path is an
+    error (nothing is silently overwritten). `dest` appears only once every archive is complete.
+    """
+    dest = Path(dest)
+    _prepare_destination(dest, False, Path(archives[0]) if archives else dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.all-", dir=dest.parent))
+    try:
+        merged = staging / "merged"
+        merged.mkdir()
+        extracted: list[Path] = []
+        budget = max_total_bytes
+        for index, archive in enumerate(archives):
+            part = staging / f"part-{index}"
+            members = safe_extract(archive, part, max_total_bytes=budget, max_members=max_members)
+            budget -= sum(m.stat().st_size for m in members)
+            for member in members:
+                rel = member.relative_to(part)
+                target = merged / rel
+                if target.exists():
+                    raise UnsafeArchiveError(
+                        f"{archive} and an earlier archive both contain {rel.as_posix()}; "
+                        "refusing to overwrite it"
+                    )
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(member, target)
+                extracted.append(dest / rel)
+        merged.chmod(0o755)
+        _move_into_place(merged, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return extracted

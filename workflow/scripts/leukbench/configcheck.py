@@ -52,15 +52,6 @@ def semantic_errors(config: dict[str, Any], base_dir: Path) -> list[str]:
                 )
         if source == "folder" and len(dataset.get("variants", ["images"])) != 1:
             messages.append(f"{key}.variants: a folder dataset has exactly one variant")
-        k = len(dataset["classes"])
-        cost = dataset["cost_matrix"]
-        if len(cost) != k or any(len(row) != k for row in cost):
-            messages.append(
-                f"{key}.cost_matrix: must be {k}x{k}, one row and column per class "
-                f"{dataset['classes']}, got rows of lengths {[len(r) for r in cost]}"
-            )
-        elif np.any(np.diag(np.asarray(cost, dtype=float)) != 0):
-            messages.append(f"{key}.cost_matrix: the diagonal (correct predictions) must be 0")
         audit_variant = config.get("duplicates", {}).get("variant")
         if audit_variant is not None and audit_variant not in dataset.get("variants", ["images"]):
             messages.append(
@@ -73,6 +64,89 @@ def semantic_errors(config: dict[str, Any], base_dir: Path) -> list[str]:
     split = config.get("split", {})
     if split.get("n_per_class") is not None and split.get("n_total") is not None:
         messages.append("split: set n_per_class or n_total, not both")
+    for name, task in config.get("tasks", {}).items():
+        messages.extend(task_errors(name, task, config))
+    messages.extend(name_clashes(config))
+    return messages
+
+
+def task_classes(task: dict[str, Any], dataset: dict[str, Any]) -> dict[str, list[str]]:
+    """Task label -> dataset labels; the identity mapping when the task gives none."""
+    return task.get("classes") or {c: [c] for c in dataset["classes"]}
+
+
+def task_errors(name: str, task: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    key = f"tasks.{name}"
+    datasets = config.get("datasets", {})
+    if task["dataset"] not in datasets:
+        return [
+            f"{key}.dataset: unknown dataset '{task['dataset']}' (datasets: {sorted(datasets)})"
+        ]
+    dataset = datasets[task["dataset"]]
+    messages = []
+    mapping = task_classes(task, dataset)
+    seen: dict[str, str] = {}
+    for label, sources in mapping.items():
+        for source in sources:
+            if source not in dataset["classes"]:
+                messages.append(
+                    f"{key}.classes.{label}: '{source}' is not a class of dataset "
+                    f"'{task['dataset']}' (classes: {dataset['classes']})"
+                )
+            elif source in seen:
+                messages.append(
+                    f"{key}.classes.{label}: '{source}' is already mapped to '{seen[source]}'"
+                )
+            seen[source] = label
+    k = len(mapping)
+    cost = task.get("cost_matrix")
+    if cost is not None:
+        if len(cost) != k or any(len(row) != k for row in cost):
+            messages.append(
+                f"{key}.cost_matrix: must be {k}x{k}, one row and column per task class "
+                f"{list(mapping)}, got rows of lengths {[len(r) for r in cost]}"
+            )
+        elif np.any(np.diag(np.asarray(cost, dtype=float)) != 0):
+            messages.append(f"{key}.cost_matrix: the diagonal (correct predictions) must be 0")
+    unknown = [m for m in task.get("models", []) if m not in config.get("models", {})]
+    if unknown:
+        messages.append(
+            f"{key}.models: unknown model(s) {unknown} (models: {sorted(config.get('models', {}))})"
+        )
+    if task.get("n_per_class") is not None and task.get("n_total") is not None:
+        messages.append(f"{key}: set n_per_class or n_total, not both")
+    if task.get("protocol") == "group" and not (
+        dataset.get("group_regex") or dataset.get("groups_csv")
+    ):
+        messages.append(
+            f"{key}.protocol: 'group' needs patient ids, but dataset '{task['dataset']}' sets "
+            "neither group_regex nor groups_csv; use protocol 'image' or give the ids"
+        )
+    return messages
+
+
+RESERVED = {"segmentation", "duplicates", "feature_cache", "download", "data", "all", "report"}
+
+
+def name_clashes(config: dict[str, Any]) -> list[str]:
+    """Names double as path segments and target names, so they must not collide."""
+    kinds = {
+        "datasets": set(config.get("datasets", {})),
+        "tasks": set(config.get("tasks", {})),
+        "models": set(config.get("models", {})),
+        "variants": {v for d in config.get("datasets", {}).values() for v in d.get("variants", [])},
+    }
+    messages = []
+    names = list(kinds)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            for clash in sorted(kinds[first] & kinds[second]):
+                messages.append(
+                    f"{first}.{clash}: the name '{clash}' is also used in {second}; "
+                    "dataset, task, model and variant names must all differ"
+                )
+        for clash in sorted(kinds[first] & RESERVED):
+            messages.append(f"{first}.{clash}: '{clash}' is a reserved name; rename it")
     return messages
 
 

@@ -1,4 +1,4 @@
-"""Dataset converter: a folder of `<variant>/<class>/<image>` into one canonical manifest.
+"""Dataset converter: a folder of `[<variant>/][<class root>/]<class>/...<image>` into one manifest.
 
 Every file found ends up either in the manifest or in the rejected list with its reason.
 """
@@ -32,6 +32,7 @@ class Candidate:
     label: str
     path: Path
     root: Path
+    class_dir: Path
 
 
 def _check_class_folders(variant_dir: Path, classes: list[str], dataset: str) -> None:
@@ -58,26 +59,40 @@ def _check_class_folders(variant_dir: Path, classes: list[str], dataset: str) ->
 
 
 def find_candidates(
-    root: Path, variants: list[str], classes: list[str], dataset: str, flat: bool = False
+    root: Path,
+    variants: list[str],
+    classes: list[str],
+    dataset: str,
+    flat: bool = False,
+    class_roots: list[str] | None = None,
 ) -> tuple[list[Candidate], list[dict]]:
-    """List every file under each variant; files outside class folders are rejected.
+    """List every file under each class root of each variant; stray files are rejected.
 
-    `flat`: `root` holds the class folders itself (a generic image-folder dataset), and the one
-    variant is just a name.
+    `flat`: `root` holds the class folders itself (one variant, which is just a name).
+    `class_roots`: folders below the variant folder that each hold the class folders (e.g. the
+    training folds of C-NMC 2019); default the variant folder itself.
     """
     candidates: list[Candidate] = []
     rejected: list[dict] = []
     for variant in variants:
         variant_dir = root if flat else root / variant
-        _check_class_folders(variant_dir, classes, dataset)
-        for path in sorted(p for p in variant_dir.rglob("*") if not p.is_dir()):
-            rel = path.relative_to(variant_dir)
-            if len(rel.parts) < 2 or rel.parts[0] not in classes:
-                rejected.append(
-                    {"variant": variant, "path": str(path), "reason": "not inside a class folder"}
+        for class_root in class_roots or ["."]:
+            base = (variant_dir / class_root) if class_root != "." else variant_dir
+            _check_class_folders(base, classes, dataset)
+            for path in sorted(p for p in base.rglob("*") if not p.is_dir()):
+                rel = path.relative_to(base)
+                if len(rel.parts) < 2 or rel.parts[0] not in classes:
+                    rejected.append(
+                        {
+                            "variant": variant,
+                            "path": str(path),
+                            "reason": "not inside a class folder",
+                        }
+                    )
+                    continue
+                candidates.append(
+                    Candidate(variant, rel.parts[0], path, variant_dir, base / rel.parts[0])
                 )
-                continue
-            candidates.append(Candidate(variant, rel.parts[0], path, variant_dir))
     return candidates, rejected
 
 
@@ -98,9 +113,11 @@ def _examine(
     rel = path.relative_to(candidate.root).with_suffix("")
     group = ""
     if group_regex:
-        match = re.search(group_regex, path.name)
+        # Searched in the path below the class folder, so a patient folder can be the group.
+        within_class = path.relative_to(candidate.class_dir).as_posix()
+        match = re.search(group_regex, within_class)
         if match is None:
-            row["reason"] = f"file name does not match group_regex {group_regex!r}"
+            row["reason"] = f"path {within_class!r} does not match group_regex {group_regex!r}"
             return row
         group = match.groupdict().get("group") or match.group(1 if match.groups() else 0)
     elif groups is not None:
@@ -129,6 +146,7 @@ def ingest(
     n_jobs: int = 1,
     flat: bool = False,
     groups_csv: Path | None = None,
+    class_roots: list[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (manifest, rejected). Raises DatasetError for layout problems or empty classes.
 
@@ -136,7 +154,9 @@ def ingest(
     `file` and `group`, file names without folders).
     """
     root = Path(root)
-    candidates, rejected = find_candidates(root, variants, classes, dataset, flat=flat)
+    candidates, rejected = find_candidates(
+        root, variants, classes, dataset, flat=flat, class_roots=class_roots
+    )
     accepted: list[dict] = []
     groups = read_groups_csv(groups_csv, dataset) if groups_csv else None
     examine = partial(_examine, group_regex=group_regex, groups=groups)

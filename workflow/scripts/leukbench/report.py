@@ -1,4 +1,5 @@
-"""One self-contained HTML report per dataset: comparison, confusion matrices, data and protocol."""
+"""Self-contained HTML reports: one section per task (comparison, confusion matrices, data and
+protocol), stitched into a page per task and one page per run."""
 
 from __future__ import annotations
 
@@ -35,9 +36,10 @@ COLUMNS = {
 
 
 @dataclass(frozen=True)
-class ReportInputs:
-    dataset: dict[str, Any]
-    config: dict[str, Any]
+class SectionInputs:
+    """A task's outputs, and `task`: the task's settings (see task_report_params in common.smk)."""
+
+    task: dict[str, Any]
     metrics: list[str]
     manifest: str
     rejected: str
@@ -133,15 +135,38 @@ def _format(value: Any, column: str) -> str:
     return f"{value:.4f}"
 
 
-def render_report(inputs: ReportInputs) -> str:
-    dataset = inputs.dataset
-    classes = dataset["classes"]
+def _environment() -> Environment:
+    return Environment(
+        loader=PackageLoader("leukbench", "templates"), autoescape=select_autoescape(["html", "j2"])
+    )
+
+
+def render_page(title: str, sections: list[str], config: dict[str, Any] | None = None) -> str:
+    """One HTML page holding the given task sections (and the configuration, when given)."""
+    return (
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            title=title,
+            version=__version__,
+            generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            sections=sections,
+            config_yaml=yaml.safe_dump(config, sort_keys=False) if config else None,
+        )
+    )
+
+
+def render_section(inputs: SectionInputs) -> str:
+    """The HTML section of one task; self-contained (figures are inlined)."""
+    task = inputs.task
+    dataset = task["dataset"]
+    classes = task["classes"]
     metrics = [read_json(p) for p in inputs.metrics]
     manifest, rejected = read_tsv(inputs.manifest), read_tsv(inputs.rejected)
     pairs, clusters = read_tsv(inputs.pairs), read_tsv(inputs.clusters)
     splits, excluded = read_tsv(inputs.splits), read_tsv(inputs.excluded)
 
-    comparison = comparison_table(metrics, dataset.get("published"))
+    comparison = comparison_table(metrics, task.get("published"))
     shown = comparison.copy()
     for column in [*COLUMNS, "n_test", "train_seconds"]:
         shown[column] = [_format(v, column) for v in shown[column]]
@@ -149,7 +174,7 @@ def render_report(inputs: ReportInputs) -> str:
     row_classes = ["published" if s == "published" else "" for s in comparison["source"]]
 
     counts = pd.crosstab(manifest["variant"], manifest["label"]).reindex(
-        columns=classes, fill_value=0
+        columns=dataset["classes"], fill_value=0
     )
     counts["total"] = counts.sum(axis=1)
     split_counts = pd.crosstab(splits["label"], splits["split"]).reindex(
@@ -171,7 +196,7 @@ def render_report(inputs: ReportInputs) -> str:
                 "median": float(stats["foreground_fraction"].median()),
                 "by_class": stats.groupby("label")["flagged"]
                 .agg(["sum", "count"])
-                .reindex(classes),
+                .reindex(dataset["classes"]),
                 "grid": png_data_uri(qc_path),
             }
         )
@@ -190,33 +215,39 @@ def render_report(inputs: ReportInputs) -> str:
         "removed": int((~clusters["keep"].astype(bool)).sum()),
     }
     protocol = splits["protocol"].iloc[0] if len(splits) else "image"
-    environment = Environment(
-        loader=PackageLoader("leukbench", "templates"), autoescape=select_autoescape(["html", "j2"])
+    return (
+        _environment()
+        .get_template("report_section.html.j2")
+        .render(
+            title=task.get("title") or task["name"],
+            task=task,
+            dataset=dataset,
+            comparison=shown,
+            row_classes=row_classes,
+            published=task.get("published"),
+            confusions=[png_data_uri(confusion_figure(m, classes)) for m in metrics],
+            curves=[png_data_uri(curves_figure(h)) for h in inputs.histories],
+            per_class=per_class,
+            counts=counts,
+            rejected=rejected,
+            pairs=pairs,
+            dups=dups,
+            segmentation=segmentation,
+            split_counts=split_counts,
+            excluded=excluded,
+            excluded_reasons=_reason_counts(excluded),
+            protocol=protocol,
+            collapse=task["duplicates"]["collapse"],
+            duplicates_config=task["duplicates"],
+            split_config=task["split"],
+            seg=task["segmentation"],
+            unpredicted=[(m["model"], m["variant"], u) for m in metrics for u in m["unpredicted"]],
+            html_table=_html_table,
+        )
     )
-    return environment.get_template("report.html.j2").render(
-        title=dataset.get("title") or dataset["name"],
-        dataset=dataset,
-        version=__version__,
-        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        comparison=shown,
-        row_classes=row_classes,
-        published=dataset.get("published"),
-        confusions=[png_data_uri(confusion_figure(m, classes)) for m in metrics],
-        curves=[png_data_uri(curves_figure(h)) for h in inputs.histories],
-        per_class=per_class,
-        counts=counts,
-        rejected=rejected,
-        pairs=pairs,
-        dups=dups,
-        segmentation=segmentation,
-        split_counts=split_counts,
-        excluded=excluded,
-        protocol=protocol,
-        collapse=inputs.config["duplicates"]["collapse"],
-        duplicates_config=inputs.config["duplicates"],
-        split_config=inputs.config["split"],
-        seg=inputs.config["segmentation"],
-        unpredicted=[(m["model"], m["variant"], u) for m in metrics for u in m["unpredicted"]],
-        config_yaml=yaml.safe_dump(inputs.config, sort_keys=False),
-        html_table=_html_table,
-    )
+
+
+def _reason_counts(excluded: pd.DataFrame) -> pd.DataFrame:
+    """Excluded images per reason kind (duplicate reasons name their cluster, so cut at 'of')."""
+    kinds = excluded["reason"].str.replace(r" of .*$", "", regex=True)
+    return kinds.value_counts().rename_axis("reason").reset_index(name="images")

@@ -66,6 +66,7 @@ from types import ModuleType
 from typing import Any, Literal
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
+import requests
 import yaml
 
 from leukbench.credentials import (
@@ -276,6 +277,163 @@ def tcia_manifest_files(
     if not entries:
         raise SourceError(f"{where_file}, {collection!r}: the files list is empty")
     return entries
+
+
+# --------------------------------------------------------------------------------------------
+# TCIA: collection downloads through tcia-utils' WordPress API
+# --------------------------------------------------------------------------------------------
+
+TCIA_WORDPRESS_BASE = "https://cancerimagingarchive.net/api/v2/"
+_WORDPRESS_LOCK = threading.Lock()
+_SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+
+
+def _import_wordpress() -> ModuleType:
+    """tcia_utils.wordpress, imported without letting it reconfigure the root logger."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        from tcia_utils import wordpress
+    except ImportError as exc:
+        raise ImportError(
+            "tcia-utils is needed to resolve TCIA downloads: pip install tcia-utils==3.3.5"
+        ) from exc
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    return wordpress
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def _ids(value: Any) -> list[int]:
+    """Download ids from a collection record (ints, or objects carrying an id)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        value = [value]
+    ids = []
+    for item in value:
+        raw = item.get("ID", item.get("id")) if isinstance(item, Mapping) else item
+        try:
+            ids.append(int(raw))
+        except (TypeError, ValueError):
+            raise SourceError(f"TCIA returned an unreadable download reference {item!r}") from None
+    return ids
+
+
+def _direct_url(item: Mapping[str, Any]) -> str | None:
+    """The https link of a download, or None for Aspera/Faspex packages and search pages."""
+    candidates = [item.get("download_url"), item.get("download_file")]
+    for value in candidates:
+        if isinstance(value, Mapping):
+            value = value.get("url") or value.get("guid")
+        if isinstance(value, list) and value:
+            value = value[0]
+        if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https"):
+            continue
+        host_and_path = (urlsplit(value).netloc + urlsplit(value).path).lower()
+        if "faspex" in host_and_path or "aspera" in host_and_path:
+            continue
+        if not PurePosixPath(urlsplit(value).path).suffix:
+            continue  # a page, not a file
+        return value
+    return None
+
+
+def _approx_size(item: Mapping[str, Any]) -> int | None:
+    size, unit = item.get("download_size"), str(item.get("download_size_unit") or "B")
+    try:
+        return int(float(size) * _SIZE_UNITS[unit.upper()])
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
+def tcia_collection_files(
+    collection: str,
+    *,
+    base_url: str = TCIA_WORDPRESS_BASE,
+    wanted: list[str] | None = None,
+) -> list[RemoteFile]:
+    """The direct-download files of TCIA `collection`, from TCIA's WordPress API (tcia-utils).
+
+    `collection` is matched against the title, short title and slug (ignoring case and
+    punctuation). `wanted`: substrings of the download titles to keep (default: all). Sizes from
+    the API are rounded ("11 GB"), so they are recorded as `unpacked_size` hints for disk checks,
+    never used for verification.
+
+    Raises SourceError when the API cannot be reached, the collection is unknown, or a wanted
+    download has no direct link (Aspera-only packages: fetch them by hand and use a local source).
+    """
+    wordpress = _import_wordpress()
+    fields = ["id", "slug", "collection_title", "collection_short_title", "collection_downloads"]
+    with _WORDPRESS_LOCK:
+        original = wordpress.base_url
+        wordpress.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        try:
+            records = wordpress.getCollections(query=collection, fields=fields)
+            names = ("collection_title", "collection_short_title", "slug")
+            found = [
+                r
+                for r in records or []
+                if _norm(collection) in {_norm(str(r.get(k, ""))) for k in names}
+            ]
+            if records is None:
+                raise SourceError(
+                    f"TCIA's API at {base_url} did not answer the collection query for "
+                    f"{collection!r} (see the log); check the network, or download the data by "
+                    "hand and use source: local"
+                )
+            if not found:
+                titles = sorted(str(r.get("collection_title")) for r in records)
+                raise SourceError(
+                    f"TCIA has no collection {collection!r} at {base_url} (the search found "
+                    f"{titles}); fix datasets.<name>.tcia.collection"
+                )
+            ids = _ids(found[0].get("collection_downloads"))
+            downloads = wordpress.getDownloads(ids=ids) if ids else []
+        except requests.RequestException as exc:
+            raise SourceError(
+                f"cannot reach TCIA's API at {base_url} ({type(exc).__name__}); check the "
+                "network, or download the data by hand and use source: local"
+            ) from None
+        finally:
+            wordpress.base_url = original
+    if downloads is None:
+        raise SourceError(f"TCIA's API at {base_url} did not list the downloads of {collection!r}")
+    chosen = [
+        d
+        for d in downloads
+        if not wanted or any(w.lower() in str(d.get("download_title", "")).lower() for w in wanted)
+    ]
+    if not chosen:
+        titles = sorted(str(d.get("download_title")) for d in downloads)
+        raise SourceError(
+            f"none of the downloads of TCIA {collection!r} matches {wanted} (downloads: "
+            f"{titles}); fix datasets.<name>.tcia.downloads"
+        )
+    files: list[RemoteFile] = []
+    for item in chosen:
+        title = str(item.get("download_title") or item.get("slug") or "?")
+        url = _direct_url(item)
+        if url is None:
+            raise SourceError(
+                f"TCIA {collection!r} download {title!r} has no direct https link (it needs "
+                "IBM Aspera or a browser). Fetch it by hand from the collection page, unpack "
+                "it, and point the dataset at it with source: local and path: <folder>"
+            )
+        filename = _check_filename(PurePosixPath(urlsplit(url).path).name, f"download {title!r}")
+        files.append(
+            RemoteFile(
+                url=url,
+                filename=filename,
+                unpacked_size=_approx_size(item),
+                description=f"TCIA {collection}: {title}",
+            )
+        )
+    return files
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,16 +17,20 @@ def subsample(
     table: pd.DataFrame,
     classes: list[str],
     seed: int,
-    n_per_class: int | None = None,
+    n_per_class: int | str | None = None,
     n_total: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Draw the same number of images from every class; return (kept, not_sampled).
 
-    `n_total` is shared equally between classes. A class with too few images gives all it has.
+    `n_total` is shared equally between classes; `n_per_class="min"` takes the smallest class's
+    count from every class. A class with too few images gives all it has.
     """
     table = table.sort_values("id").reset_index(drop=True)
     if n_per_class is None and n_total is None:
         return table, table.iloc[0:0]
+    if n_per_class == "min":
+        counts = table["label"].value_counts()
+        n_per_class = int(min(counts.get(c, 0) for c in classes))
     target = n_per_class if n_per_class is not None else n_total // len(classes)
     rng = np.random.default_rng(seed)
     kept = []
@@ -90,13 +94,36 @@ def _group_split(table: pd.DataFrame, ratios: dict[str, float], seed: int) -> pd
     return table["group"].map(assignment)
 
 
-def make_splits(table: pd.DataFrame, ratios: dict[str, float], seed: int) -> pd.DataFrame:
-    """Add a `split` column. Group-aware whenever every row has a non-empty group id."""
+class SplitError(ValueError):
+    """A split that the data cannot give (e.g. patient-disjoint without patient ids)."""
+
+
+def make_splits(
+    table: pd.DataFrame, ratios: dict[str, float], seed: int, protocol: str = "auto"
+) -> pd.DataFrame:
+    """Add `split` and `protocol` columns.
+
+    protocol "auto" is group-disjoint whenever every row has a non-empty group id, "group"
+    demands it, and "image" splits images even when group ids exist.
+    """
     table = table.sort_values("id").reset_index(drop=True)
     total = sum(ratios.values())
     ratios = {k: v / total for k, v in ratios.items()}
     groups = table["group"].fillna("").astype(str)
-    grouped = bool((groups != "").all()) and groups.nunique() < len(table)
+    has_groups = bool((groups != "").all()) and groups.nunique() < len(table)
+    if protocol == "group" and not has_groups:
+        missing = int((groups == "").sum())
+        raise SplitError(
+            f"a patient-disjoint split needs a group id on every image, but {missing} of "
+            f"{len(table)} have none; fix the dataset's group_regex or groups_csv, or set the "
+            "task's protocol to 'image'"
+        )
+    grouped = has_groups and protocol != "image"
+    if grouped and groups.nunique() < len(SPLITS):
+        raise SplitError(
+            f"a patient-disjoint split needs at least {len(SPLITS)} groups, found "
+            f"{groups.nunique()}; add data or set the task's protocol to 'image'"
+        )
     split = (
         _group_split(table, ratios, seed) if grouped else _image_level_split(table, ratios, seed)
     )

@@ -19,20 +19,43 @@ log = logging.getLogger(__name__)
 EXCLUDED_COLUMNS = ["id", "label", "reason"]
 
 
+def task_labels(table: pd.DataFrame, labels: dict[str, list[str]]) -> pd.DataFrame:
+    """Relabel dataset labels to task labels; `source_label` keeps the dataset's own."""
+    inverse = {source: task for task, sources in labels.items() for source in sources}
+    return table.assign(source_label=table["label"], label=table["label"].map(inverse))
+
+
 def build_splits(
     manifest: pd.DataFrame,
     clusters: pd.DataFrame,
-    classes: list[str],
     split: dict[str, Any],
     collapse: bool,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The one split every model uses, and every image left out with the reason why."""
+    """The one split of a task that every model uses, and every image left out with the reason.
+
+    `split` holds the task's `labels` (task label -> dataset labels), `protocol`, `ratios`,
+    `seed` and the subsampling (`n_per_class` or `n_total`).
+    """
+    labels = split["labels"]
+    classes = list(labels)
     complete, missing = shared_ids(manifest)
     first = manifest["variant"].iloc[0]
     table = manifest[(manifest["variant"] == first) & manifest["id"].isin(complete)]
-    table = table[["id", "label", "group"]].sort_values("id").reset_index(drop=True)
-    labels = manifest.drop_duplicates("id").set_index("id")["label"]
-    excluded = [missing.assign(label=missing["id"].map(labels))]
+    table = task_labels(table[["id", "label", "group"]], labels)
+    table = table.sort_values("id").reset_index(drop=True)
+    dataset_labels = manifest.drop_duplicates("id").set_index("id")["label"]
+    excluded = [missing.assign(label=missing["id"].map(dataset_labels))]
+    unused = table[table["label"].isna()]
+    excluded.append(
+        pd.DataFrame(
+            {
+                "id": unused["id"],
+                "label": unused["source_label"],
+                "reason": "dataset label " + unused["source_label"] + " is not used by this task",
+            }
+        )
+    )
+    table = table[table["label"].notna()]
     if collapse:
         dropped = clusters[~clusters["keep"].astype(bool) & clusters["id"].isin(table["id"])]
         excluded.append(
@@ -51,11 +74,12 @@ def build_splits(
         table, classes, split["seed"], split.get("n_per_class"), split.get("n_total")
     )
     excluded.append(not_sampled[["id", "label"]].assign(reason="not drawn by subsampling"))
-    splits = make_splits(table, split["ratios"], split["seed"])
+    splits = make_splits(table, split["ratios"], split["seed"], split.get("protocol", "auto"))
     excluded_table = pd.concat(excluded, ignore_index=True)[EXCLUDED_COLUMNS]
     log.info(
-        "split sizes: %s; %d images excluded",
+        "split sizes: %s (%s-level); %d images excluded",
         splits["split"].value_counts().to_dict(),
+        splits["protocol"].iloc[0] if len(splits) else "?",
         len(excluded_table),
     )
     return splits, excluded_table.sort_values("id").reset_index(drop=True)
