@@ -28,3 +28,10 @@ include: "workflow/rules/deep.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/targets.smk"
+
+
+# Provenance of each real run (not of dry runs): the report shows the run that built it.
+onstart:
+    from leukbench.provenance import write_run_provenance
+
+    write_run_provenance(config, sys.argv, workflow.basedir, PROVENANCE_DIR)

@@ -160,3 +160,23 @@ def test_unknown_family_is_refused() -> None:
     features, splits = synthetic_tables()
     with pytest.raises(ValueError, match="unknown classic model family 'forest'"):
         train_classic(features, splits, CLASSES, {"family": "forest"}, SEED)
+
+
+def test_svm_calibrates_with_fewer_folds_when_classes_are_tiny() -> None:
+    features, splits = synthetic_tables()
+    # Keep 3 training images per class: 5-fold Platt scaling would be impossible.
+    keep = splits["split"].ne("train") | splits["id"].str.endswith(("000", "001", "002"))
+    _, predictions, _ = train_classic(features, splits[keep], CLASSES, CONFIGS["svm"], SEED)
+    test = predictions[predictions["split"] == "test"]
+    assert len(test) > 0 and (test["true"] == test["pred"]).mean() > 0.6
+
+
+def test_svm_with_one_training_image_in_a_class_says_why() -> None:
+    features, splits = synthetic_tables()
+    keep = (
+        splits["split"].ne("train")
+        | ~splits["id"].str.startswith("Early/")
+        | splits["id"].eq("Early/000")
+    )
+    with pytest.raises(ValueError, match="at least 2 training images per class"):
+        train_classic(features, splits[keep], CLASSES, CONFIGS["svm"], SEED)

@@ -134,6 +134,14 @@ def test_report_is_self_contained_and_complete(finished_run: Path) -> None:
     html = (finished_run / "reports/report.html").read_text()
     assert 'id="task-all_subtypes"' in task_page and 'id="task-all_subtypes"' in html
     assert 'class="protocol">image-level<' in html
+    provenance = json.loads((finished_run / "logs/provenance/latest.json").read_text())
+    for shown in (provenance["git"]["commit"], provenance["config_sha256"], "split.seed = 123"):
+        assert shown in html, shown
+    assert "snakemake" in provenance["command"] and "--cores 2 all" in provenance["command"]
+    info = json.loads(
+        (finished_run / "results/kaggle_all/all_subtypes/Original/svm/train_info.json").read_text()
+    )
+    assert info["provenance"]["packages"]["scikit-learn"]
     for section in (
         "Model comparison",
         "Confusion matrices",

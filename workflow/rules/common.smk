@@ -8,6 +8,7 @@ SCHEMA = Path(workflow.basedir) / "config" / "config.schema.yaml"
 check_config(config, SCHEMA, Path.cwd())
 validate(config, schema=str(SCHEMA))
 
+PROVENANCE_DIR = "logs/provenance"
 DATASETS = list(config["datasets"])
 TASKS = list(config["tasks"])
 MODELS = list(config["models"])

@@ -37,6 +37,8 @@ rule task_report:
     params:
         title=lambda wc: task_config(wc.task).get("title", wc.task),
         config=None,
+        # Read when the page is built, never an input: a new run must not rebuild the report.
+        provenance=f"{PROVENANCE_DIR}/latest.json",
     log:
         "logs/reports/{task}.log",
     benchmark:
@@ -56,6 +58,7 @@ rule report:
         title="leukbench: every task",
         # The run report prints the exact configuration, so any config edit refreshes it.
         config=config,
+        provenance=f"{PROVENANCE_DIR}/latest.json",
     log:
         "logs/reports/report.log",
     benchmark:

@@ -2,11 +2,13 @@
 
 from pathlib import Path
 
+from leukbench.provenance import read_provenance
 from leukbench.report import render_page
 from leukbench.smk import logged
 
 with logged(snakemake.log[0]):
     sections = [Path(path).read_text() for path in snakemake.input.sections]
-    html = render_page(snakemake.params.title, sections, snakemake.params.config)
+    params = snakemake.params
+    html = render_page(params.title, sections, params.config, read_provenance(params.provenance))
     Path(snakemake.output.html).parent.mkdir(parents=True, exist_ok=True)
     Path(snakemake.output.html).write_text(html)

@@ -5,6 +5,7 @@ import time
 import joblib
 
 from leukbench.classic import train_classic
+from leukbench.provenance import job_provenance
 from leukbench.smk import logged, read_tsv, write_json, write_tsv
 
 with logged(snakemake.log[0]):
@@ -18,6 +19,7 @@ with logged(snakemake.log[0]):
         n_jobs=snakemake.threads,
     )
     info["train_seconds"] = time.perf_counter() - start
+    info["provenance"] = job_provenance()
     joblib.dump({"model": model, "classes": snakemake.params.classes}, snakemake.output.model)
     write_tsv(predictions, snakemake.output.predictions)
     write_json(info, snakemake.output.info)

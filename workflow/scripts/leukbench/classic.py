@@ -42,11 +42,22 @@ def fit_svm(x_train, y_train, x_val, y_val, config: dict[str, Any], seed: int, n
         log.info("svm %s: validation %s = %.4f", params, scorer, score)
     best = max(search, key=lambda r: r["val_score"])  # first of equal scores: grid order decides
     params = {k: v for k, v in best.items() if k != "val_score"}
-    # Platt scaling fitted by internal 5-fold CV, as SVC(probability=True) did before sklearn 1.9.
+    # Platt scaling fitted by internal 5-fold CV, as SVC(probability=True) did before sklearn 1.9;
+    # fewer folds when the smallest class has fewer than 5 training images.
+    folds = min(5, int(np.bincount(y_train).min()))
+    if folds < 2:
+        raise ValueError(
+            "the SVM needs at least 2 training images per class to calibrate its probabilities; "
+            f"the smallest class has {folds}. Use more images or another split ratio"
+        )
+    if folds < 5:
+        log.warning(
+            "only %d images in the smallest class: Platt scaling uses %d folds", folds, folds
+        )
     calibrated = CalibratedClassifierCV(
         SVC(class_weight=weight, random_state=seed, **params),
         method="sigmoid",
-        cv=5,
+        cv=folds,
         ensemble=False,
     )
     model: Pipeline = make_pipeline(StandardScaler(), calibrated)

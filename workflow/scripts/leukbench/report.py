@@ -141,13 +141,19 @@ def _environment() -> Environment:
     )
 
 
-def render_page(title: str, sections: list[str], config: dict[str, Any] | None = None) -> str:
-    """One HTML page holding the given task sections (and the configuration, when given)."""
+def render_page(
+    title: str,
+    sections: list[str],
+    config: dict[str, Any] | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> str:
+    """One HTML page holding the given task sections, the configuration and the provenance."""
     return (
         _environment()
         .get_template("report.html.j2")
         .render(
             title=title,
+            provenance=provenance,
             version=__version__,
             generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             sections=sections,
