@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from download_server import DownloadServer, build_zip, image_members, serve
-from workflow_helpers import small_config, snakemake, write_config
+from workflow_helpers import default_config, small_config, snakemake, write_config
 
 USER, KEY = "leukuser", "s3cr3t-kaggle-key-0123456789"
 CLASSES = ["A", "B"]
@@ -278,3 +278,18 @@ def test_aspera_only_tcia_collection_fails_with_instructions(
     log = (tmp_path / "logs/lmu/download.log").read_text()
     assert "IBM Aspera" in log and "source: local" in log, log[-2000:]
     assert not (tmp_path / "resources/lmu/download/tcia.json").exists()
+
+
+def test_default_config_plans_every_download_and_task_without_network(tmp_path: Path) -> None:
+    write_config(tmp_path, default_config())
+    unreachable = "http://127.0.0.1:9"  # any request would fail at once
+    env = {**os.environ, "HTTP_PROXY": unreachable, "HTTPS_PROXY": unreachable}
+    planned = snakemake(tmp_path, "all", "-n", "--quiet", "rules", env=env, timeout=300)
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", planned.stdout, flags=re.MULTILINE))
+    tasks = default_config()["tasks"]
+    assert jobs["download_kaggle"] == "1" and jobs["download_tcia"] == "3"
+    assert jobs["extract_dataset"] == "4" and jobs["ingest"] == "4"
+    assert jobs["split"] == str(len(tasks)) == "7"
+    assert jobs["report_section"] == "7" and jobs["task_report"] == "7" and jobs["report"] == "1"
+    assert not (tmp_path / "resources").exists()
