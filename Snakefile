@@ -16,6 +16,11 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 configfile: "config/config.yaml"
 
 
+# `snakemake --report report.html` collects the outputs registered with report() (reports,
+# Grad-CAM galleries, feature importance, segmentation QC) under this description.
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/ingest.smk"
@@ -26,6 +31,8 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/classic.smk"
 include: "workflow/rules/deep.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/eda.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/targets.smk"
 

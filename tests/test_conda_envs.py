@@ -135,6 +135,12 @@ LOADER = textwrap.dedent(
                         "script": None if rule.script is None else str(rule.script),
                         "shell": rule.shellcmd is not None,
                         "notebook": rule.notebook is not None,
+                        "notebook_path": None if rule.notebook is None else str(rule.notebook),
+                        # Notebooks a rule's script executes (papermill) are among its inputs.
+                        "input_notebooks": [
+                            str(f) for f in rule.input
+                            if isinstance(f, str) and str(f).endswith(".ipynb")
+                        ],
                         "wrapper": rule.wrapper is not None,
                         "cwl": rule.cwl is not None,
                         "run": rule.is_run,
@@ -155,6 +161,8 @@ class RuleView:
     script: Path | None
     runs: tuple[str, ...]  # directives that run code in the env: script, shell, ...
     run_block: bool  # `run:` executes in Snakemake's own interpreter
+    # Notebooks run in the rule's env: its `notebook:`, and .ipynb inputs (run by papermill)
+    notebooks: tuple[Path, ...] = ()
 
 
 def rel(path: Path | str) -> str:
@@ -172,6 +180,11 @@ def _rule_view(raw: dict) -> RuleView:
         env = Path(os.path.normpath(basedir / conda))
     script = Path(os.path.normpath(basedir / raw["script"])) if raw["script"] else None
     runs = tuple(k for k in ("script", "shell", "notebook", "wrapper", "cwl") if raw[k])
+    # Input paths are relative to the working directory (the repository here), a notebook:
+    # directive to the file that defines the rule.
+    notebooks = [Path(os.path.normpath(REPO / p)) for p in raw.get("input_notebooks", [])]
+    if raw.get("notebook_path"):
+        notebooks.append(Path(os.path.normpath(basedir / raw["notebook_path"])))
     return RuleView(
         name=raw["name"],
         where=f"{rel(raw['snakefile'])}:{raw['line']}",
@@ -181,6 +194,7 @@ def _rule_view(raw: dict) -> RuleView:
         script=script,
         runs=runs,
         run_block=raw["run"],
+        notebooks=tuple(dict.fromkeys(notebooks)),
     )
 
 
@@ -209,6 +223,7 @@ def load_rules() -> tuple[dict[str, RuleView], str | None]:
 
 RULES, LOAD_ERROR = load_rules()
 SCRIPT_RULES = sorted(name for name, rule in RULES.items() if rule.script is not None)
+NOTEBOOK_RULES = sorted(name for name, rule in RULES.items() if rule.notebooks)
 ENV_FILES = sorted(
     {*ENVS_DIR.glob("*.yaml"), *ENVS_DIR.glob("*.yml")}
     | {r.env for r in RULES.values() if r.env is not None}
@@ -391,6 +406,75 @@ def test_rule_env_provides_every_import(name: str) -> None:
             "which lacks:\n" + "\n".join(lines),
             pytrace=False,
         )
+
+
+def notebook_code(path: Path) -> str:
+    """The Python of a notebook's code cells, for the import scan: IPython line magics and
+    shell escapes become ``pass`` (same indentation), cell magics (``%%bash``) are left out."""
+    lines: list[str] = []
+    for cell in json.loads(path.read_text())["cells"]:
+        if cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else source
+        if source.lstrip().startswith("%%"):
+            continue
+        for line in source.splitlines():
+            stripped = line.lstrip()
+            magic = stripped.startswith(("%", "!"))
+            lines.append(line[: len(line) - len(stripped)] + "pass" if magic else line)
+        lines.append("")
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("name", NOTEBOOK_RULES)
+def test_rule_env_provides_every_notebook_import(name: str, tmp_path: Path) -> None:
+    """A notebook the rule runs (`notebook:`, or an .ipynb input its script hands to papermill)
+    executes in the rule's env with workflow/scripts importable, like a script."""
+    rule = RULES[name]
+    if rule.env is None or not rule.env.is_file():
+        pytest.fail(f"rule '{name}' ({rule.where}) has no readable conda env file", pytrace=False)
+    problems = []
+    for notebook in rule.notebooks:
+        if not notebook.is_file():
+            problems.append(f"notebook {rel(notebook)} does not exist")
+            continue
+        code = tmp_path / f"{notebook.stem}.py"
+        code.write_text(notebook_code(notebook))
+        closure = import_closure(
+            code, SCRIPT_ROOTS, label=rel(notebook), declared=DECLARED_DYNAMIC_IMPORTS
+        )
+        problems += [
+            f"{rel(notebook)} imports first-party module {s.name}, which does not exist"
+            for s in closure.missing_first_party
+        ]
+        required = [s for s in closure.third_party if not allow_listed(s)]
+        for top, sites in sorted(missing_distributions(read_env(rule.env), required).items()):
+            problems.append(
+                f"{rel(notebook)} needs {' or '.join(providers(top))} (import {top}), via:\n"
+                + "\n".join(f"      {line}" for line in describe_sites(sites))
+            )
+    if problems:
+        pytest.fail(
+            f"rule '{name}' ({rule.where}) runs notebooks in {rel(rule.env)}:\n  - "
+            + "\n  - ".join(problems),
+            pytrace=False,
+        )
+
+
+def test_notebook_code_drops_magics_and_keeps_imports(tmp_path: Path) -> None:
+    notebook = tmp_path / "n.ipynb"
+    cells = [
+        {"cell_type": "markdown", "source": "import not_code"},
+        {"cell_type": "code", "source": ["%matplotlib inline\n", "import numpy as np\n"]},
+        {"cell_type": "code", "source": "if True:\n    !ls\n    from leukbench import eda"},
+        {"cell_type": "code", "source": "%%bash\nimport nothing"},
+    ]
+    notebook.write_text(json.dumps({"cells": cells}))
+    code = notebook_code(notebook)
+    assert "pass\nimport numpy as np" in code and "    pass\n    from leukbench" in code
+    assert "not_code" not in code and "nothing" not in code
+    assert {r.name for r in scan_source(code).imports} == {"numpy", "leukbench"}
 
 
 def test_lazy_optional_allow_list_is_current() -> None:

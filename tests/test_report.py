@@ -113,6 +113,15 @@ def test_report_renders_every_section_with_embedded_images(tmp_path: Path) -> No
         },
         "duplicates": config["duplicates"],
         "segmentation": config["segmentation"],
+        "evaluation": {
+            "bootstrap_resamples": 2000,
+            "ci_level": 0.95,
+            "alpha": 0.05,
+            "ece_bins": 15,
+            "temperature_scaling": True,
+            "repeat_seeds": [1, 2],
+            "seed": 123,
+        },
     }
     inputs = SectionInputs(
         task=task,
@@ -201,6 +210,7 @@ def test_report_renders_every_section_with_embedded_images(tmp_path: Path) -> No
         assert text in html, text
     assert html.count('class="published"') == 1
     images = re.findall(r'<img src="([^"]+)"', html)
-    assert len(images) == 3 and all(i.startswith("data:image/png;base64,") for i in images)
+    # Two models x (confusion + cost-weighted confusion) and one QC grid.
+    assert len(images) == 5 and all(i.startswith("data:image/png;base64,") for i in images)
     embedded_config = html.split("<pre>")[1].split("</pre>")[0]
     assert yaml.safe_load(embedded_config.replace("&#39;", "'"))["duplicates"]["max_distance"] == 10

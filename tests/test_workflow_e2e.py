@@ -144,7 +144,7 @@ def test_report_is_self_contained_and_complete(finished_run: Path) -> None:
     assert info["provenance"]["packages"]["scikit-learn"]
     for section in (
         "Model comparison",
-        "Confusion matrices",
+        "Per model: confusion",
         "Rejected files: 3",
         "Duplicates",
         "Segmentation QC",
@@ -155,11 +155,51 @@ def test_report_is_self_contained_and_complete(finished_run: Path) -> None:
     ):
         assert section in html, section
     sources = re.findall(r'src="([^"]+)"', html)
-    heatmaps = len(MODELS) * len(VARIANTS) + len(DEEP_MODELS)
-    curves = len(DEEP_MODELS)
-    assert len(sources) == heatmaps + len(VARIANTS) + curves  # + one QC grid per variant
+    panels = len(MODELS) * len(VARIANTS) + len(DEEP_MODELS)
+    # Per model: confusion, cost-weighted confusion, reliability, ROC, PR, F1-threshold; plus a
+    # Grad-CAM gallery per deep model, an importance plot per XGBoost model, one QC grid per
+    # variant and training curves per deep model.
+    expected = 6 * panels + len(DEEP_MODELS) + len(VARIANTS) + len(VARIANTS) + len(DEEP_MODELS)
+    assert len(sources) == expected
     assert all(s.startswith("data:image/png;base64,") for s in sources)
     assert "http://" not in html.replace("http://json-schema.org", "")
+
+
+def test_report_shows_uncertainty_leakage_and_explanations(finished_run: Path) -> None:
+    html = (finished_run / "reports/report.html").read_text()
+    comparison = html.split('class="table sortable comparison"')[1].split("</table>")[0]
+    # Every one of our rows shows its test accuracy with a bootstrap interval.
+    assert len(re.findall(r"<td>0\.\d{4} \[0\.\d{4}, [01]\.\d{4}\]</td>", comparison)) >= 8
+    assert "best" in comparison and ("n.s. (p=" in comparison or " *" in comparison)
+    # Duplicates are collapsed by default, so none crosses the split.
+    assert re.search(r'class="cross-split">0<', html)
+    optimism = html.split('class="table sortable optimism"')[1].split("</table>")[0]
+    for model in (*MODELS, *DEEP_MODELS):
+        assert f"<td>{model}</td>" in optimism, model
+    for text in ("proxy groups", "ECE", "Grad-CAM", "TreeSHAP", "Not for diagnosis"):
+        assert text in html, text
+    cards = list((finished_run / "results/kaggle_all/all_subtypes").rglob("model_card.md"))
+    assert len(cards) == len(MODELS) * len(VARIANTS) + len(DEEP_MODELS)
+    metrics = json.loads(
+        (finished_run / "results/kaggle_all/all_subtypes/Original/svm/metrics.json").read_text()
+    )
+    accuracy = next(c for c in metrics["ci"] if c["metric"] == "accuracy")
+    assert accuracy["ci_low"] <= accuracy["value"] <= accuracy["ci_high"]
+    assert 0 <= metrics["calibration"]["ece"] <= 1
+    proxy = pd.read_csv(
+        finished_run / "results/kaggle_all/all_subtypes__proxy/splits.tsv", sep="\t"
+    )
+    assert (proxy["protocol"] == "proxy").all()
+    assert (proxy.groupby("group")["split"].nunique() == 1).all()
+
+
+def test_snakemake_report_collects_the_registered_outputs(finished_run: Path) -> None:
+    report = finished_run / "snakemake_report.html"
+    result = snakemake(finished_run, "all", "--report", str(report))
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = report.read_text(errors="replace")
+    for text in ("Grad-CAM", "feature importance", "segmentation QC", "every task"):
+        assert text in html, text
 
 
 def test_rerun_gives_identical_splits_and_classic_results(finished_run: Path) -> None:

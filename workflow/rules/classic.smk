@@ -1,6 +1,3 @@
-CLASSIC_MODELS = [m for m, c in config["models"].items() if c["family"] in ("svm", "xgboost")]
-
-
 rule train_classic:
     input:
         features="results/{dataset}/{task}/{variant}/features.tsv",

@@ -1,4 +1,5 @@
 from leukbench.configcheck import check_config, task_classes
+from leukbench.tasks import leakage_twins
 from leukbench.deep.keras_weights import KERAS_WEIGHTS, weight_sources
 from snakemake.utils import validate
 
@@ -9,8 +10,18 @@ check_config(config, SCHEMA, Path.cwd())
 validate(config, schema=str(SCHEMA))
 
 PROVENANCE_DIR = "logs/provenance"
+# What the evaluate rule depends on (not alpha or the repeat seeds, which other rules use).
+EVALUATION_SETTINGS = {
+    key: config["evaluation"][key]
+    for key in ("bootstrap_resamples", "ci_level", "ece_bins", "temperature_scaling")
+}
 DATASETS = list(config["datasets"])
+# Reported tasks, and every task the DAG runs (each with its leakage-check twin).
 TASKS = list(config["tasks"])
+TWINS = leakage_twins(config)
+# Datasets some task uses: the others are neither downloaded nor analysed.
+USED_DATASETS = sorted({t["dataset"] for t in config["tasks"].values()})
+ALL_TASKS = {**config["tasks"], **TWINS}
 MODELS = list(config["models"])
 KERAS_WEIGHT_FILES = {name: entry["file"] for name, entry in KERAS_WEIGHTS.items()}
 KERAS_WEIGHT_SOURCES = weight_sources()
@@ -19,7 +30,7 @@ VARIANTS = sorted({v for d in config["datasets"].values() for v in d["variants"]
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
-    task="|".join(TASKS),
+    task="|".join(ALL_TASKS),
     variant="|".join(VARIANTS),
     model="|".join(MODELS),
 
@@ -69,7 +80,12 @@ def classes(dataset):
 
 
 def task_config(task):
-    return config["tasks"][task]
+    return ALL_TASKS[task]
+
+
+def task_twin(task):
+    """The leakage-check twin of a reported task, or None."""
+    return next((name for name, twin in TWINS.items() if twin["twin_of"] == task), None)
 
 
 def task_dataset(task):
@@ -78,6 +94,10 @@ def task_dataset(task):
 
 def dataset_tasks(dataset):
     return [t for t in TASKS if task_dataset(t) == dataset]
+
+
+def task_and_twin(task):
+    return [t for t in (task, task_twin(task)) if t is not None]
 
 
 def task_label_map(task):
@@ -107,6 +127,8 @@ def task_split(task):
         "n_total": cfg.get("n_total") if own_size else defaults.get("n_total"),
         "protocol": cfg["protocol"],
         "labels": task_label_map(task),
+        # Only proxy splits depend on it, so only they rerun when it changes.
+        **({"proxy_groups": config["leakage"]["proxy_groups"]} if cfg["protocol"] == "proxy" else {}),
     }
 
 
@@ -152,6 +174,7 @@ def task_report_params(task):
         "dataset": {"name": dataset, **dataset_config(dataset)},
         "duplicates": config["duplicates"],
         "segmentation": config["segmentation"],
+        "evaluation": {**config["evaluation"], "seed": config["seed"]},
     }
 
 
@@ -216,3 +239,49 @@ def keras_weights_input(spec):
     if spec.get("weights") == "imagenet" and spec.get("backbone", "efficientnet_lite0") in KERAS_WEIGHT_FILES:
         return f"resources/weights/{KERAS_WEIGHT_FILES[spec['backbone']]}"
     return []
+
+
+# --- analysis ----------------------------------------------------------------------------
+
+CLASSIC_MODELS = [m for m, c in config["models"].items() if c["family"] in ("svm", "xgboost")]
+XGBOOST_MODELS = [m for m, c in config["models"].items() if c["family"] == "xgboost"]
+
+
+def model_names(task):
+    """'<variant>/<model>' in the order of model_results(task, ...)."""
+    return [
+        f"{Path(p).parts[-3]}/{Path(p).parts[-2]}" for p in model_results(task, "predictions.tsv")
+    ]
+
+
+def twin_models(task):
+    """The models of `task` that its leakage twin also runs."""
+    twin = task_twin(task)
+    return [m for m in task_models(task) if twin is not None and m in task_models(twin)]
+
+
+def model_limitations(task, model):
+    notes = []
+    cfg, dataset = task_config(task), dataset_config(task_dataset(task))
+    if dataset.get("notes"):
+        notes.append(dataset["notes"])
+    if config["models"][model]["family"] in DEEP_FAMILIES:
+        notes.append(
+            "Trained with the CPU-sized settings of config/config.yaml (smaller inputs, fewer "
+            "epochs than the published studies); config/published.yaml restores them."
+        )
+    if not config["duplicates"]["collapse"]:
+        notes.append("Duplicate images were kept, so near-copies can sit in train and test.")
+    return notes
+
+
+def analysis_outputs(task):
+    """Per-model explanations and cards, and the task's comparisons and leakage check."""
+    outputs = model_results(task, "model_card.md")
+    outputs += model_results(task, "gradcam.png", DEEP_MODELS)
+    outputs += model_results(task, "importance.png", XGBOOST_MODELS)
+    outputs += model_results(task, "repeats.tsv", CLASSIC_MODELS)
+    outputs.append(f"{task_dir(task)}/comparisons.tsv")
+    if task_twin(task) is not None:
+        outputs.append(f"{task_dir(task)}/leakage/optimism.tsv")
+    return outputs

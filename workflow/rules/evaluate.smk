@@ -5,9 +5,12 @@ rule evaluate:
     output:
         metrics="results/{dataset}/{task}/{variant}/{model}/metrics.json",
         tidy="results/{dataset}/{task}/{variant}/{model}/metrics.tsv",
+        figures=directory("results/{dataset}/{task}/{variant}/{model}/evaluation"),
     params:
         classes=lambda wc: task_class_names(wc.task),
         cost_matrix=lambda wc: task_cost_matrix(wc.task),
+        evaluation=EVALUATION_SETTINGS,
+        seed=config["seed"],
     log:
         "logs/{dataset}/{task}/{variant}/{model}/evaluate.log",
     benchmark:

@@ -15,6 +15,18 @@ rule report_section:
         segmentation=lambda wc: segmentation_outputs(wc.dataset, "stats.tsv"),
         qc=lambda wc: segmentation_outputs(wc.dataset, "qc.png"),
         histories=lambda wc: model_results(wc.task, "history.tsv", DEEP_MODELS),
+        evaluations=lambda wc: model_results(wc.task, "evaluation"),
+        comparisons="results/{dataset}/{task}/comparisons.tsv",
+        repeats=lambda wc: model_results(wc.task, "repeats.tsv", CLASSIC_MODELS),
+        leakage=lambda wc: (
+            [f"{task_dir(wc.task)}/leakage/{n}.tsv" for n in ("optimism", "cross_split_duplicates")]
+            if task_twin(wc.task)
+            else []
+        ),
+        cards=lambda wc: model_results(wc.task, "model_card.md"),
+        gradcams=lambda wc: model_results(wc.task, "gradcam.png", DEEP_MODELS),
+        importances=lambda wc: model_results(wc.task, "importance.png", XGBOOST_MODELS),
+        eda="results/{dataset}/eda/eda.html",
     output:
         section="results/{dataset}/{task}/report_section.html",
     params:
@@ -33,7 +45,12 @@ rule task_report:
     input:
         sections=lambda wc: [f"{task_dir(wc.task)}/report_section.html"],
     output:
-        html="reports/{task}.html",
+        html=report(
+            "reports/{task}.html",
+            caption="../report/task_report.rst",
+            category="Reports",
+            labels={"page": "{task}"},
+        ),
     params:
         title=lambda wc: task_config(wc.task).get("title", wc.task),
         config=None,
@@ -53,7 +70,12 @@ rule report:
     input:
         sections=[f"{task_dir(t)}/report_section.html" for t in TASKS],
     output:
-        html="reports/report.html",
+        html=report(
+            "reports/report.html",
+            caption="../report/run_report.rst",
+            category="Reports",
+            labels={"page": "every task"},
+        ),
     params:
         title="leukbench: every task",
         # The run report prints the exact configuration, so any config edit refreshes it.

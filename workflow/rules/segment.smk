@@ -29,7 +29,13 @@ rule segmentation_qc:
         masks="results/{dataset}/{variant}/segmentation/masks",
         segmented="results/{dataset}/{variant}/segmentation/segmented",
     output:
-        grid="results/{dataset}/{variant}/segmentation/qc.png",
+        grid=report(
+            "results/{dataset}/{variant}/segmentation/qc.png",
+            caption="../report/segmentation_qc.rst",
+            category="Data",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "variant": "{variant}", "figure": "segmentation QC"},
+        ),
     params:
         per_class=config["segmentation"]["qc_per_class"],
         seed=config["split"]["seed"],

@@ -11,6 +11,7 @@ rule all:
     input:
         "reports/report.html",
         expand("reports/{task}.html", task=TASKS),
+        expand("results/{dataset}/eda/eda.html", dataset=USED_DATASETS),
     default_target: True
 
 
@@ -32,7 +33,8 @@ for _dataset in DATASETS:
         name:
             _dataset
         input:
-            [f"reports/{t}.html" for t in dataset_tasks(_dataset)],
+            [f"reports/{t}.html" for t in dataset_tasks(_dataset)]
+            + [f"results/{_dataset}/eda/eda.html"],
         localrule: True
 
 

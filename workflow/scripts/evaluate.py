@@ -2,16 +2,23 @@
 
 import pandas as pd
 
+from leukbench.evaluation import evaluate_uncertainty
 from leukbench.metrics import evaluate, tidy
 from leukbench.smk import logged, read_json, read_tsv, write_json, write_tsv
 
 with logged(snakemake.log[0]):
     wildcards = snakemake.wildcards
     info = read_json(snakemake.input.info)
-    metrics = evaluate(
-        read_tsv(snakemake.input.predictions),
-        snakemake.params.classes,
-        snakemake.params.cost_matrix,
+    predictions = read_tsv(snakemake.input.predictions)
+    params = snakemake.params
+    metrics = evaluate(predictions, params.classes, params.cost_matrix)
+    uncertainty = evaluate_uncertainty(
+        predictions,
+        params.classes,
+        params.cost_matrix,
+        params.evaluation,
+        params.seed,
+        snakemake.output.figures,
     )
     keys = {
         "dataset": wildcards.dataset,
@@ -26,10 +33,15 @@ with logged(snakemake.log[0]):
             "splits": metrics,
             "train_seconds": info.get("train_seconds"),
             "unpredicted": info.get("unpredicted", []),
+            **uncertainty,
         },
         snakemake.output.metrics,
     )
     table = tidy(metrics, **keys)
+    ci = pd.DataFrame(uncertainty["ci"]).assign(split="test")[
+        ["split", "metric", "ci_low", "ci_high"]
+    ]
+    table = table.merge(ci, on=["split", "metric"], how="left")
     if info.get("train_seconds") is not None:
         timing = {
             **keys,

@@ -20,6 +20,14 @@ with logged(snakemake.log[0]):
             segmentation=list(inputs.segmentation),
             qc=list(inputs.qc),
             histories=list(inputs.histories),
+            evaluations=list(inputs.evaluations),
+            comparisons=inputs.comparisons,
+            repeats=list(inputs.repeats),
+            optimism=inputs.leakage[0] if inputs.leakage else None,
+            cross_split=inputs.leakage[1] if inputs.leakage else None,
+            cards=list(inputs.cards),
+            gradcams=list(inputs.gradcams),
+            importances=list(inputs.importances),
         )
     )
     Path(snakemake.output.section).write_text(html)

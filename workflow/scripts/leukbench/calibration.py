@@ -322,6 +322,14 @@ def reliability_diagram(
     return _save(figure, path)
 
 
+def _save_empty(figure: Any, ax: Any, path: str | Path, title: str) -> Path:
+    """A figure saying why there is no curve, rather than no figure at all."""
+    message = "undefined: the test split lacks\na positive or a negative image"
+    ax.text(0.5, 0.5, message, ha="center")
+    ax.set(xlim=(0, 1), ylim=(0, 1), title=title)
+    return _save(figure, path)
+
+
 def _plot_curves(
     curves: pd.DataFrame,
     areas: pd.DataFrame,
@@ -333,6 +341,8 @@ def _plot_curves(
     title: str,
 ) -> Path:
     figure, ax = _figure()
+    if curves.empty:
+        return _save_empty(figure, ax, path, title)
     value = dict(zip(areas["class"], areas[area], strict=True))
     for cls, part in curves.groupby("class", sort=False):
         style = {"linestyle": "--", "color": "black"} if cls == MACRO else {}
@@ -364,6 +374,8 @@ def plot_f1_threshold(
 ) -> Path:
     """PNG of f1_threshold_curves' output with each class's best threshold marked."""
     figure, ax = _figure()
+    if curves.empty:
+        return _save_empty(figure, ax, path, title)
     for cls, part in curves.groupby("class", sort=False):
         line = ax.plot(part["threshold"], part["f1"], label=str(cls))[0]
         top = best[best["class"] == cls].iloc[0]

@@ -240,7 +240,7 @@ def render_model_card(
         classes=list(classes),
         split_names=split_names,
         counts=counts,
-        task=f"single-cell image classification into {len(classes)} classes",
+        task=f"blood-smear image classification into {len(classes)} classes",
         protocol=_protocol(protocol),
         metrics=_metric_rows(metrics),
         ci_label=f"{ci_level * 100:g} % CI",

@@ -21,6 +21,14 @@ import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from leukbench import __version__
+from leukbench.report_analysis import (
+    CI_METRICS,
+    cost_confusion_figure,
+    model_key,
+    repeats_summary,
+    significance,
+    with_ci,
+)
 from leukbench.smk import read_json, read_tsv
 
 COLUMNS = {
@@ -50,6 +58,14 @@ class SectionInputs:
     segmentation: list[str]
     qc: list[str]
     histories: list[str] = field(default_factory=list)
+    evaluations: list[str] = field(default_factory=list)
+    comparisons: str | None = None
+    repeats: list[str] = field(default_factory=list)
+    optimism: str | None = None
+    cross_split: str | None = None
+    cards: list[str] = field(default_factory=list)
+    gradcams: list[str] = field(default_factory=list)
+    importances: list[str] = field(default_factory=list)
 
 
 def png_data_uri(source: plt.Figure | str | Path) -> str:
@@ -176,6 +192,45 @@ def render_section(inputs: SectionInputs) -> str:
     shown = comparison.copy()
     for column in [*COLUMNS, "n_test", "train_seconds"]:
         shown[column] = [_format(v, column) for v in shown[column]]
+    names = [f"{m['variant']}/{m['model']}" for m in metrics]
+    by_name = dict(zip(names, metrics, strict=True))
+    for row, name in enumerate(names):  # our rows come first, in metrics order
+        cis = {c["metric"]: c for c in by_name[name].get("ci", [])}
+        for column in CI_METRICS:
+            if column in cis:
+                digits = 0 if column == "total_cost" else 4
+                ci = cis[column]
+                shown.loc[row, column] = with_ci(ci["value"], ci["ci_low"], ci["ci_high"], digits)
+    # A task with a single model has no pairs to compare: its comparisons file is empty.
+    has_pairs = inputs.comparisons and Path(inputs.comparisons).stat().st_size > 0
+    comparisons = read_tsv(inputs.comparisons) if has_pairs else None
+    accuracy = {n: by_name[n]["splits"]["test"]["accuracy"] for n in names}
+    marks = significance(comparisons, names, accuracy)
+    repeats = repeats_summary(inputs.repeats)
+    shown.insert(
+        4,
+        "accuracy vs best",
+        [marks.get(n, ("", ""))[0] for n in names] + [""] * (len(shown) - len(names)),
+    )
+    shown.insert(
+        7,
+        "cost vs best",
+        [marks.get(n, ("", ""))[1] for n in names] + [""] * (len(shown) - len(names)),
+    )
+    extra = len(shown) - len(names)
+    shown["ECE"] = [
+        f"{by_name[n]['calibration']['ece']:.4f}" if "calibration" in by_name[n] else ""
+        for n in names
+    ] + [""] * extra
+    shown["ECE after T"] = [
+        f"{by_name[n]['calibration']['temperature']['ece_after']:.4f}"
+        if "temperature" in by_name[n].get("calibration", {})
+        else ""
+        for n in names
+    ] + [""] * extra
+    shown["test acc, re-splits"] = [repeats.get(n, {}).get("accuracy", "") for n in names] + [
+        ""
+    ] * extra
     shown = shown.rename(columns={**COLUMNS, "n_test": "test n", "train_seconds": "fit s"})
     row_classes = ["published" if s == "published" else "" for s in comparison["source"]]
 
@@ -221,17 +276,24 @@ def render_section(inputs: SectionInputs) -> str:
         "removed": int((~clusters["keep"].astype(bool)).sum()),
     }
     protocol = splits["protocol"].iloc[0] if len(splits) else "image"
+    panels = model_panels(inputs, metrics, names, classes, task["cost_matrix"])
+    leakage = {
+        "optimism": read_tsv(inputs.optimism) if inputs.optimism else None,
+        "cross_split": read_tsv(inputs.cross_split) if inputs.cross_split else None,
+    }
     return (
         _environment()
         .get_template("report_section.html.j2")
         .render(
+            panels=panels,
+            leakage=leakage,
+            comparisons=comparisons,
             title=task.get("title") or task["name"],
             task=task,
             dataset=dataset,
             comparison=shown,
             row_classes=row_classes,
             published=task.get("published"),
-            confusions=[png_data_uri(confusion_figure(m, classes)) for m in metrics],
             curves=[png_data_uri(curves_figure(h)) for h in inputs.histories],
             per_class=per_class,
             counts=counts,
@@ -257,3 +319,45 @@ def _reason_counts(excluded: pd.DataFrame) -> pd.DataFrame:
     """Excluded images per reason kind (duplicate reasons name their cluster, so cut at 'of')."""
     kinds = excluded["reason"].str.replace(r" of .*$", "", regex=True)
     return kinds.value_counts().rename_axis("reason").reset_index(name="images")
+
+
+def model_panels(
+    inputs: SectionInputs,
+    metrics: list[dict],
+    names: list[str],
+    classes: list[str],
+    cost: list[list[float]],
+) -> list[dict[str, Any]]:
+    """Per model: its figures (inlined) and its model card."""
+    evaluations = {model_key(p): Path(p) for p in inputs.evaluations}
+    cards = {model_key(p): Path(p).read_text() for p in inputs.cards}
+    gradcams = {model_key(p): png_data_uri(p) for p in inputs.gradcams}
+    importances = {model_key(p): png_data_uri(p) for p in inputs.importances}
+    panels = []
+    for name, m in zip(names, metrics, strict=True):
+        figures = [
+            ("confusion matrix", png_data_uri(confusion_figure(m, classes))),
+            ("cost-weighted confusion", png_data_uri(cost_confusion_figure(m, classes, cost))),
+        ]
+        folder = evaluations.get(name)
+        if folder is not None:
+            for png, label in (
+                ("reliability.png", "reliability diagram"),
+                ("roc.png", "ROC"),
+                ("pr.png", "precision-recall"),
+                ("f1_threshold.png", "F1 by threshold"),
+            ):
+                if (folder / png).is_file():
+                    figures.append((label, png_data_uri(folder / png)))
+        panels.append(
+            {
+                "name": name,
+                "figures": figures,
+                "gradcam": gradcams.get(name),
+                "importance": importances.get(name),
+                "card": cards.get(name),
+                "auc": m.get("auc", {}),
+                "calibration": m.get("calibration", {}),
+            }
+        )
+    return panels

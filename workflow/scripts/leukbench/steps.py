@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from PIL import Image
 
-from leukbench.features import FeatureJob, FeatureSettings
+from leukbench.features import FeatureJob, FeatureSettings, colour_features
+from leukbench.images import load_rgb, to_hsv
 from leukbench.ingest import shared_ids
+from leukbench.leakage import colour_statistics, proxy_groups
 from leukbench.parallel import parallel_map
 from leukbench.segmentation import STATS_COLUMNS, Cleanup, HsvThresholds, SegmentJob
 from leukbench.splits import make_splits, subsample
@@ -30,11 +36,13 @@ def build_splits(
     clusters: pd.DataFrame,
     split: dict[str, Any],
     collapse: bool,
+    proxy: Callable[[pd.DataFrame], pd.Series] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The one split of a task that every model uses, and every image left out with the reason.
 
     `split` holds the task's `labels` (task label -> dataset labels), `protocol`, `ratios`,
-    `seed` and the subsampling (`n_per_class` or `n_total`).
+    `seed` and the subsampling (`n_per_class` or `n_total`). Protocol "proxy" splits by the
+    groups that `proxy` assigns to the chosen images (id -> group).
     """
     labels = split["labels"]
     classes = list(labels)
@@ -74,7 +82,15 @@ def build_splits(
         table, classes, split["seed"], split.get("n_per_class"), split.get("n_total")
     )
     excluded.append(not_sampled[["id", "label"]].assign(reason="not drawn by subsampling"))
-    splits = make_splits(table, split["ratios"], split["seed"], split.get("protocol", "auto"))
+    protocol = split.get("protocol", "auto")
+    if protocol == "proxy":
+        if proxy is None:
+            raise ValueError("a proxy-group split needs a function that assigns proxy groups")
+        table = table.assign(group=table["id"].map(proxy(table)).fillna("").astype(str))
+        splits = make_splits(table, split["ratios"], split["seed"], "group")
+        splits = splits.assign(protocol="proxy")
+    else:
+        splits = make_splits(table, split["ratios"], split["seed"], protocol)
     excluded_table = pd.concat(excluded, ignore_index=True)[EXCLUDED_COLUMNS]
     log.info(
         "split sizes: %s (%s-level); %d images excluded",
@@ -153,3 +169,40 @@ def compute_features(
         len(failed),
     )
     return table
+
+
+@dataclass(frozen=True)
+class ColourJob:
+    """Whole-image colour statistics (R, G, B, H, S, V mean and sd) of one image."""
+
+    size: int = 64
+
+    def __call__(self, item: tuple[str, str]) -> dict:
+        image_id, path = item
+        try:
+            rgb = np.asarray(Image.fromarray(load_rgb(path)).resize((self.size, self.size)))
+            stats = colour_features(rgb.astype(np.float64) / 255.0, to_hsv(rgb), bins=1)
+            return {"id": image_id, "error": ""} | stats
+        except Exception as exc:  # the image then gets no proxy group and is listed
+            return {"id": image_id, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def proxy_group_assigner(
+    images: pd.DataFrame, n_groups: int, seed: int, n_jobs: int = 1
+) -> Callable[[pd.DataFrame], pd.Series]:
+    """A function giving the chosen images (id) proxy groups: KMeans on colour statistics.
+
+    `images` maps id to path. Fewer groups than asked are used on small sets (at least 5
+    images per group on average), so that every split can still get whole groups.
+    """
+
+    def assign(table: pd.DataFrame) -> pd.Series:
+        chosen = images[images["id"].isin(table["id"])]
+        items = list(zip(chosen["id"], chosen["path"], strict=True))
+        colours = colour_statistics(pd.DataFrame(list(parallel_map(ColourJob(), items, n_jobs))))
+        groups = max(3, min(n_groups, len(colours) // 5))
+        log.info("proxy groups: %d colour clusters over %d images", groups, len(colours))
+        # Unreadable images share one group rather than break the split; ingest listed them.
+        return proxy_groups(colours, groups, seed).reindex(table["id"]).fillna("unreadable")
+
+    return assign
