@@ -20,7 +20,14 @@ from workflow_helpers import REPO, local_all_config, sample_kaggle_all, snakemak
 
 pytestmark = pytest.mark.e2e
 
-REPORTING = {"metrics_table": 1, "report_section": 1, "task_report": 1, "report": 1, "all": 1}
+REPORTING = {
+    "compare_models": 1,
+    "metrics_table": 1,
+    "report_section": 1,
+    "task_report": 1,
+    "report": 1,
+    "all": 1,
+}
 
 
 def _config(data: Path) -> dict[str, Any]:
@@ -35,6 +42,9 @@ def _config(data: Path) -> dict[str, Any]:
         },
     }
     config["duplicates"]["variant"] = None
+    # Leakage twins need more than 6 images per class; tests/test_workflow_e2e.py covers them.
+    config["leakage"] = {"check": False}
+    config["evaluation"] = {"bootstrap_resamples": 200, "repeat_seeds": [1, 2]}
     return config
 
 
@@ -99,23 +109,42 @@ def test_one_hyperparameter_reruns_that_model_its_evaluation_and_the_report(
     workdir, config = finished
     edited = copy.deepcopy(config)
     edited["models"]["svm"]["grid"]["C"] = [1, 10]
-    # svm runs on both variants: two trainings and two evaluations, nothing of xgboost or the CNN.
-    assert planned_jobs(workdir, edited) == {"train_classic": 2, "evaluate": 2, **REPORTING}
+    # svm runs on both variants: its trainings, evaluations, repeated splits and model cards,
+    # the paired tests and the report; nothing of xgboost or the CNN.
+    assert planned_jobs(workdir, edited) == {
+        "train_classic": 2,
+        "evaluate": 2,
+        "repeat_classic": 2,
+        "model_card": 2,
+        **REPORTING,
+    }
 
 
 def test_deep_hyperparameter_reruns_only_that_deep_model(finished: tuple[Path, dict]) -> None:
     workdir, config = finished
     edited = copy.deepcopy(config)
     edited["models"]["aml_cnn"]["learning_rate"] = 0.0005
-    assert planned_jobs(workdir, edited) == {"train_deep": 1, "evaluate": 1, **REPORTING}
+    assert planned_jobs(workdir, edited) == {
+        "train_deep": 1,
+        "evaluate": 1,
+        "gradcam": 1,
+        "model_card": 1,
+        **REPORTING,
+    }
 
 
 def test_cost_matrix_reruns_only_evaluation_and_report(finished: tuple[Path, dict]) -> None:
     workdir, config = finished
     edited = copy.deepcopy(config)
     edited["tasks"]["all_subtypes"]["cost_matrix"][0][1] = 12
-    # 2 classic models x 2 variants + the CNN on Original.
-    assert planned_jobs(workdir, edited) == {"evaluate": 5, **REPORTING}
+    # 2 classic models x 2 variants + the CNN on Original; the repeated splits are evaluated with
+    # the cost matrix too. No training.
+    assert planned_jobs(workdir, edited) == {
+        "evaluate": 5,
+        "repeat_classic": 4,
+        "model_card": 5,
+        **REPORTING,
+    }
 
 
 def test_segmentation_thresholds_rerun_segmentation_and_everything_downstream(
@@ -128,8 +157,20 @@ def test_segmentation_thresholds_rerun_segmentation_and_everything_downstream(
     assert planned_jobs(workdir, edited) == {
         "segment": 2,
         "segmentation_qc": 2,
+        "eda": 1,
         "features": 2,
         "train_classic": 4,
+        "repeat_classic": 4,
+        "explain_xgboost": 2,
         "evaluate": 4,
+        "model_card": 4,
         **REPORTING,
     }
+
+
+def test_reordering_a_models_keys_reruns_nothing(finished: tuple[Path, dict]) -> None:
+    workdir, config = finished
+    edited = copy.deepcopy(config)
+    edited["models"]["xgboost"] = dict(reversed(list(config["models"]["xgboost"].items())))
+    # Only the run report, which prints the configuration as written, is rebuilt.
+    assert planned_jobs(workdir, edited) == {"report": 1, "all": 1}

@@ -34,7 +34,7 @@ rule repeat_classic:
     wildcard_constraints:
         model="|".join(CLASSIC_MODELS) or "no-classic-model",
     params:
-        model=lambda wc: config["models"][wc.model],
+        model=lambda wc: model_spec(wc.model),
         classes=lambda wc: task_class_names(wc.task),
         cost_matrix=lambda wc: task_cost_matrix(wc.task),
         ratios=lambda wc: task_split(wc.task)["ratios"],
@@ -136,7 +136,7 @@ rule model_card:
     output:
         card="results/{dataset}/{task}/{variant}/{model}/model_card.md",
     params:
-        model=lambda wc: config["models"][wc.model],
+        model=lambda wc: model_spec(wc.model),
         classes=lambda wc: task_class_names(wc.task),
         task_title=lambda wc: task_config(wc.task).get("title", wc.task),
         limitations=lambda wc: model_limitations(wc.task, wc.model),

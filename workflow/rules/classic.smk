@@ -9,7 +9,7 @@ rule train_classic:
     wildcard_constraints:
         model="|".join(CLASSIC_MODELS),
     params:
-        model=lambda wc: config["models"][wc.model],
+        model=lambda wc: model_spec(wc.model),
         classes=lambda wc: task_class_names(wc.task),
         seed=config["seed"],
     log:

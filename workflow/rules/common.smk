@@ -1,3 +1,5 @@
+import json
+
 from leukbench.configcheck import check_config, task_classes
 from leukbench.tasks import leakage_twins
 from leukbench.deep.keras_weights import KERAS_WEIGHTS, weight_sources
@@ -116,13 +118,18 @@ def task_cost_matrix(task):
     return task_config(task).get("cost_matrix") or default
 
 
+def model_spec(model):
+    """A model's settings with sorted keys: reordering them in the config reruns nothing."""
+    return json.loads(json.dumps(config["models"][model], sort_keys=True))
+
+
 def task_split(task):
     """The split settings of a task: its own, falling back to the `split` defaults."""
     cfg, defaults = task_config(task), config["split"]
     own_size = cfg.get("n_per_class") is not None or cfg.get("n_total") is not None
     return {
         "seed": defaults["seed"],
-        "ratios": cfg.get("ratios", defaults["ratios"]),
+        "ratios": {k: cfg.get("ratios", defaults["ratios"])[k] for k in ("train", "val", "test")},
         "n_per_class": cfg.get("n_per_class") if own_size else defaults.get("n_per_class"),
         "n_total": cfg.get("n_total") if own_size else defaults.get("n_total"),
         "protocol": cfg["protocol"],

@@ -33,7 +33,7 @@ rule train_deep:
     wildcard_constraints:
         model="|".join(DEEP_MODELS) or "no-deep-model",
     params:
-        model=lambda wc: config["models"][wc.model],
+        model=lambda wc: model_spec(wc.model),
         classes=lambda wc: task_class_names(wc.task),
         seed=config["seed"],
     log:

@@ -38,10 +38,9 @@ with logged(snakemake.log[0]):
         snakemake.output.metrics,
     )
     table = tidy(metrics, **keys)
-    ci = pd.DataFrame(uncertainty["ci"]).assign(split="test")[
-        ["split", "metric", "ci_low", "ci_high"]
-    ]
-    table = table.merge(ci, on=["split", "metric"], how="left")
+    columns = ["split", "metric", "ci_low", "ci_high"]
+    ci = pd.DataFrame(uncertainty.get("ci", []), columns=columns[1:]).assign(split="test")
+    table = table.merge(ci[columns], on=["split", "metric"], how="left")
     if info.get("train_seconds") is not None:
         timing = {
             **keys,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ import pandas as pd
 
 from leukbench import calibration
 from leukbench.stats import bootstrap_ci
+
+log = logging.getLogger(__name__)
 
 FIGURES = ("reliability.png", "roc.png", "pr.png", "f1_threshold.png")
 
@@ -33,6 +36,9 @@ def evaluate_uncertainty(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     test = _rows(predictions, "test")
+    if test.empty:
+        log.warning("no test predictions: no confidence intervals, calibration or curves")
+        return {}
     ci = bootstrap_ci(
         test,
         classes,

@@ -91,7 +91,22 @@ def _group_split(table: pd.DataFrame, ratios: dict[str, float], seed: int) -> pd
         best = min(SPLITS, key=shortfall_after)
         current[best] += vector
         assignment[group] = best
+    _fill_empty_splits(assignment, counts.sum(axis=1))
     return table["group"].map(assignment)
+
+
+def _fill_empty_splits(assignment: dict[str, str], sizes: pd.Series) -> None:
+    """Give every split at least one group (few, uneven groups can leave one empty): move the
+    smallest group of the split that has the most groups."""
+    for empty in SPLITS:
+        if empty in assignment.values():
+            continue
+        donor = max(SPLITS, key=lambda s: sum(v == s for v in assignment.values()))
+        if sum(v == donor for v in assignment.values()) < 2:
+            return
+        smallest = min((g for g, s in assignment.items() if s == donor), key=lambda g: sizes[g])
+        log.warning("split %s got no group: moving group %s there from %s", empty, smallest, donor)
+        assignment[smallest] = empty
 
 
 class SplitError(ValueError):
