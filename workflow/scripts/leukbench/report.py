@@ -16,7 +16,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -24,6 +23,7 @@ from leukbench import __version__
 from leukbench.report_analysis import (
     CI_METRICS,
     cost_confusion_figure,
+    matrix_figure,
     model_key,
     repeats_summary,
     significance,
@@ -104,21 +104,7 @@ def comparison_table(metrics: list[dict], published: dict | None) -> pd.DataFram
 
 def confusion_figure(m: dict, classes: list[str]) -> plt.Figure:
     matrix = np.asarray(m["splits"]["test"]["confusion_matrix"])
-    figure, axis = plt.subplots(figsize=(3.6, 3.0))
-    sns.heatmap(
-        matrix,
-        annot=True,
-        fmt="d",
-        cmap="Blues",
-        cbar=False,
-        ax=axis,
-        xticklabels=classes,
-        yticklabels=classes,
-    )
-    axis.set_xlabel("predicted")
-    axis.set_ylabel("true")
-    axis.set_title(f"{m['model']} on {m['variant']} (test)", fontsize=9)
-    return figure
+    return matrix_figure(matrix, classes, "Blues", f"{m['model']} on {m['variant']} (test)")
 
 
 def curves_figure(history_path: str) -> plt.Figure:

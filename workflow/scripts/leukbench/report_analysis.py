@@ -87,15 +87,14 @@ def repeats_summary(paths: list[str]) -> dict[str, dict[str, str]]:
     return out
 
 
-def cost_confusion_figure(m: dict, classes: list[str], cost: list[list[float]]) -> plt.Figure:
-    matrix = np.asarray(m["splits"]["test"]["confusion_matrix"], dtype=float)
-    weighted = matrix * np.asarray(cost, dtype=float)
+def matrix_figure(matrix: np.ndarray, classes: list[str], cmap: str, title: str) -> plt.Figure:
+    """A true-by-predicted matrix as an annotated heat map."""
     figure, axis = plt.subplots(figsize=(3.6, 3.0))
     sns.heatmap(
-        weighted,
+        matrix,
         annot=True,
         fmt=".0f",
-        cmap="Reds",
+        cmap=cmap,
         cbar=False,
         ax=axis,
         xticklabels=classes,
@@ -103,5 +102,12 @@ def cost_confusion_figure(m: dict, classes: list[str], cost: list[list[float]]) 
     )
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
-    axis.set_title(f"cost: {m['model']} on {m['variant']} (total {weighted.sum():.0f})", fontsize=9)
+    axis.set_title(title, fontsize=9)
     return figure
+
+
+def cost_confusion_figure(m: dict, classes: list[str], cost: list[list[float]]) -> plt.Figure:
+    matrix = np.asarray(m["splits"]["test"]["confusion_matrix"], dtype=float)
+    weighted = matrix * np.asarray(cost, dtype=float)
+    title = f"cost: {m['model']} on {m['variant']} (total {weighted.sum():.0f})"
+    return matrix_figure(weighted, classes, "Reds", title)
