@@ -261,3 +261,13 @@ def test_summarise_repeats_by_hand() -> None:
     assert out.loc["svm", "n"] == 3
     assert out.loc["svm", "summary"] == "0.9200 ± 0.0200"
     assert "seed" not in out.columns
+
+
+def test_pairwise_comparisons_of_one_model_keep_their_columns(tmp_path) -> None:
+    from leukbench.smk import read_tsv, write_tsv
+
+    one = pd.DataFrame({"id": ["a", "b"], "split": "test", "true": ["x", "y"], "pred": ["x", "x"]})
+    table = pairwise_comparisons({"only": one}, [[0, 1], [1, 0]], ["x", "y"], n_resamples=10)
+    assert table.empty and {"model_a", "mcnemar_p_holm", "significant"} <= set(table.columns)
+    write_tsv(table, tmp_path / "c.tsv")
+    assert read_tsv(tmp_path / "c.tsv").empty

@@ -225,7 +225,8 @@ def test_tcia_sources_run_every_task_patient_disjoint(
     planned = snakemake(tmp_path, "-n", "all", env=env)
     assert planned.returncode == 0, planned.stderr[-3000:]
     assert re.search(r"^download_tcia\s+2$", planned.stdout, flags=re.MULTILINE)
-    assert re.search(r"^split\s+3$", planned.stdout, flags=re.MULTILINE)
+    # Three tasks, each with its image-level leakage twin.
+    assert re.search(r"^split\s+6$", planned.stdout, flags=re.MULTILINE)
     assert tcia_server.request_count() == 0  # planning never touches the network
 
     result = snakemake(tmp_path, "--cores", "2", "all", env=env)
@@ -290,6 +291,6 @@ def test_default_config_plans_every_download_and_task_without_network(tmp_path: 
     tasks = default_config()["tasks"]
     assert jobs["download_kaggle"] == "1" and jobs["download_tcia"] == "3"
     assert jobs["extract_dataset"] == "4" and jobs["ingest"] == "4"
-    assert jobs["split"] == str(len(tasks)) == "7"
+    assert jobs["split"] == str(2 * len(tasks)) == "14"  # every task and its leakage twin
     assert jobs["report_section"] == "7" and jobs["task_report"] == "7" and jobs["report"] == "1"
     assert not (tmp_path / "resources").exists()

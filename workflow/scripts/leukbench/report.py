@@ -187,9 +187,7 @@ def render_section(inputs: SectionInputs) -> str:
                 digits = 0 if column == "total_cost" else 4
                 ci = cis[column]
                 shown.loc[row, column] = with_ci(ci["value"], ci["ci_low"], ci["ci_high"], digits)
-    # A task with a single model has no pairs to compare: its comparisons file is empty.
-    has_pairs = inputs.comparisons and Path(inputs.comparisons).stat().st_size > 0
-    comparisons = read_tsv(inputs.comparisons) if has_pairs else None
+    comparisons = read_tsv(inputs.comparisons) if inputs.comparisons else None
     accuracy = {n: by_name[n]["splits"]["test"]["accuracy"] for n in names}
     marks = significance(comparisons, names, accuracy)
     repeats = repeats_summary(inputs.repeats)

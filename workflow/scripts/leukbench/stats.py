@@ -268,6 +268,28 @@ def aligned_pair(a: pd.DataFrame, b: pd.DataFrame, names: tuple[str, str]) -> pd
     return merged.rename(columns={"true_a": "true"})[["id", "true", "pred_a", "pred_b"]]
 
 
+PAIR_COLUMNS = [
+    "model_a",
+    "model_b",
+    "n",
+    "accuracy_a",
+    "accuracy_b",
+    "accuracy_difference",
+    "mcnemar_b",
+    "mcnemar_c",
+    "mcnemar_statistic",
+    "mcnemar_method",
+    "mcnemar_p",
+    "cost_difference",
+    "cost_ci_low",
+    "cost_ci_high",
+    "total_cost_difference",
+    "total_cost_ci_low",
+    "total_cost_ci_high",
+    "cost_p",
+]
+
+
 def pairwise_comparisons(
     predictions_by_model: Mapping[str, pd.DataFrame],
     cost_matrix: Sequence[Sequence[float]] | np.ndarray,
@@ -323,9 +345,9 @@ def pairwise_comparisons(
                 "cost_p": cost.p_value,
             }
         )
-    table = pd.DataFrame(rows)
-    if table.empty:
-        return table
+    table = pd.DataFrame(rows, columns=PAIR_COLUMNS)
+    if table.empty:  # one model: no pairs, but the columns, so the file reads back
+        return table.assign(mcnemar_p_holm=[], cost_p_holm=[], significant=[], cost_significant=[])
     table["mcnemar_p_holm"] = holm_adjust(table["mcnemar_p"])
     table["cost_p_holm"] = holm_adjust(table["cost_p"])
     table["significant"] = table["mcnemar_p_holm"] < alpha
