@@ -88,7 +88,7 @@ cmd_install() {
     fi
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null
+    apt-get install -y -qq slurm-wlm munge >/dev/null
     log "installed $(slurmctld -V)"
 }
 
