@@ -54,6 +54,7 @@ The manifest format::
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import re
@@ -289,19 +290,7 @@ _SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 
 
 def _import_wordpress() -> ModuleType:
-    """tcia_utils.wordpress, imported without letting it reconfigure the root logger."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        from tcia_utils import wordpress
-    except ImportError as exc:
-        raise ImportError(
-            "tcia-utils is needed to resolve TCIA downloads: pip install tcia-utils==3.3.5"
-        ) from exc
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-    return wordpress
+    return _import_tcia_utils("wordpress", "resolve TCIA downloads")
 
 
 def _norm(text: str) -> str:
@@ -441,20 +430,24 @@ def tcia_collection_files(
 # --------------------------------------------------------------------------------------------
 
 
-def _import_nbia() -> ModuleType:
-    """tcia_utils.nbia, imported on first use without letting it reconfigure the root logger."""
+def _import_tcia_utils(module: str, purpose: str) -> ModuleType:
+    """tcia_utils.<module>, imported on first use without letting it reconfigure the root
+    logger (tcia-utils calls logging.basicConfig on import)."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     try:
-        from tcia_utils import nbia
+        return importlib.import_module(f"tcia_utils.{module}")
     except ImportError as exc:
         raise ImportError(
-            "tcia-utils is needed to list TCIA DICOM series: pip install tcia-utils==3.3.5"
+            f"tcia-utils is needed to {purpose}: pip install tcia-utils==3.3.5"
         ) from exc
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
-    return nbia
+
+
+def _import_nbia() -> ModuleType:
+    return _import_tcia_utils("nbia", "list TCIA DICOM series")
 
 
 @contextmanager
