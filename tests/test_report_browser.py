@@ -32,7 +32,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-from download_server import image_members
 from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -40,7 +39,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
-from workflow_helpers import REPO, small_config, snakemake, write_config
+from workflow_helpers import REPO, patient_folder_dataset, small_config, snakemake, write_config
 
 from leukbench.report import png_data_uri, render_page
 
@@ -62,19 +61,7 @@ EMPTY = re.compile(r"^(?:|-|\u2013|\u2014|nan|n/a|none)$", re.IGNORECASE)
 def real_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """reports/<task>.html of a real workflow run on a two-class folder dataset."""
     workdir = tmp_path_factory.mktemp("workflow")
-    classes = ["A", "B"]
-    names = [
-        f"{c}/P{p:02d}_{i}.png" for c in classes for p in range(c == "B", 12, 2) for i in range(3)
-    ]
-    for name, data in image_members(names).items():
-        (workdir / "data" / name).parent.mkdir(parents=True, exist_ok=True)
-        (workdir / "data" / name).write_bytes(data)
-    dataset = {
-        "source": "folder",
-        "path": str(workdir / "data"),
-        "classes": classes,
-        "group_regex": r"^(P\d+)_",
-    }
+    dataset = patient_folder_dataset(workdir, ["A", "B"])
     published = {
         "source": "a made-up paper",
         "rows": [

@@ -15,7 +15,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from download_server import DownloadServer, build_zip, image_members, serve
-from workflow_helpers import default_config, small_config, snakemake, write_config
+from workflow_helpers import (
+    default_config,
+    patient_folder_dataset,
+    small_config,
+    snakemake,
+    write_config,
+)
 
 USER, KEY = "leukuser", "s3cr3t-kaggle-key-0123456789"
 CLASSES = ["A", "B"]
@@ -95,18 +101,7 @@ def test_missing_kaggle_credentials_say_what_to_do(
 
 
 def test_folder_source_with_patient_ids_runs_to_the_report(tmp_path: Path) -> None:
-    names = [
-        f"{c}/P{p:02d}_{i}.png" for c in CLASSES for p in range(c == "B", 12, 2) for i in range(3)
-    ]
-    for name, data in image_members(names).items():
-        (tmp_path / "data" / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / "data" / name).write_bytes(data)
-    dataset = {
-        "source": "folder",
-        "path": str(tmp_path / "data"),
-        "classes": CLASSES,
-        "group_regex": r"^(P\d+)_",
-    }
+    dataset = patient_folder_dataset(tmp_path, CLASSES)
     tasks = {"mine_ab": {"dataset": "mine", "cost_matrix": [[0, 1], [5, 0]]}}
     write_config(tmp_path, small_config({"mine": dataset}, tasks))
     result = snakemake(tmp_path, "--cores", "2", "all")

@@ -93,3 +93,25 @@ def small_config(datasets: dict[str, Any], tasks: dict[str, Any] | None = None) 
     }
     config["duplicates"]["variant"] = None
     return config
+
+
+def patient_folder_dataset(root: Path, classes: list[str]) -> dict[str, Any]:
+    """A synthetic `folder` dataset under root/data with patient ids in the file names
+    (P<nn>_<i>.png, 3 images per patient, 6 patients per class), and its config entry."""
+    from download_server import image_members
+
+    names = [
+        f"{c}/P{p:02d}_{i}.png"
+        for c in classes
+        for p in range(c == classes[1], 12, 2)
+        for i in range(3)
+    ]
+    for name, data in image_members(names).items():
+        (root / "data" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "data" / name).write_bytes(data)
+    return {
+        "source": "folder",
+        "path": str(root / "data"),
+        "classes": classes,
+        "group_regex": r"^(P\d+)_",
+    }

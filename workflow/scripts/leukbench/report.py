@@ -191,15 +191,16 @@ def render_section(inputs: SectionInputs) -> str:
     accuracy = {n: by_name[n]["splits"]["test"]["accuracy"] for n in names}
     marks = significance(comparisons, names, accuracy)
     repeats = repeats_summary(inputs.repeats)
+    extra = len(shown) - len(names)  # the published rows follow ours
     shown.insert(
         4,
         "accuracy vs best",
-        [marks.get(n, ("", ""))[0] for n in names] + [""] * (len(shown) - len(names)),
+        [marks.get(n, ("", ""))[0] for n in names] + [""] * extra,
     )
     shown.insert(
         7,
         "cost vs best",
-        [marks.get(n, ("", ""))[1] for n in names] + [""] * (len(shown) - len(names)),
+        [marks.get(n, ("", ""))[1] for n in names] + [""] * extra,
     )
     extra = len(shown) - len(names)
     shown["ECE"] = [
