@@ -202,7 +202,6 @@ def render_section(inputs: SectionInputs) -> str:
         "cost vs best",
         [marks.get(n, ("", ""))[1] for n in names] + [""] * extra,
     )
-    extra = len(shown) - len(names)
     shown["ECE"] = [
         f"{by_name[n]['calibration']['ece']:.4f}" if "calibration" in by_name[n] else ""
         for n in names
