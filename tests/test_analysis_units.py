@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from leukbench.evaluation import FIGURES, cost_weighted_confusion, evaluate_uncertainty
-from leukbench.repeats import resplit
 from leukbench.report_analysis import model_key, repeats_summary, significance, with_ci
+from leukbench.splits import resplit
 from leukbench.tasks import leakage_twins, resolved_protocol
 
 SETTINGS = {

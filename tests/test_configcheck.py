@@ -258,6 +258,17 @@ def test_task_models_must_exist(config: dict[str, Any]) -> None:
     assert "tasks.all_subtypes.models: unknown model(s) ['resnet']" in config_error(config)
 
 
+def test_repeat_and_leakage_model_lists_must_name_models(config: dict[str, Any]) -> None:
+    config["evaluation"] = {"repeat_models": ["svm", "densenet"]}
+    config["leakage"] = {"models": ["vit"]}
+    message = config_error(config)
+    assert "evaluation.repeat_models: unknown model(s) ['densenet']" in message
+    assert "leakage.models: unknown model(s) ['vit']" in message
+    config["evaluation"] = {"repeat_models": ["svm", "aml_cnn"], "repeat_seeds": []}
+    config["leakage"] = {"models": None}
+    check_config(config, SCHEMA_PATH, REPO)
+
+
 def test_patient_disjoint_task_needs_group_ids(config: dict[str, Any]) -> None:
     config["tasks"]["all_subtypes"]["protocol"] = "group"
     assert "tasks.all_subtypes.protocol: 'group' needs patient ids" in config_error(config)

@@ -21,7 +21,6 @@ from leukbench.stats import (
     pairwise_comparisons,
     resample_indices,
     resample_metrics,
-    summarise_repeats,
 )
 
 CLASSES = ["Benign", "Early", "Pre", "Pro"]
@@ -240,27 +239,6 @@ def test_pairwise_comparisons_refuse_different_test_sets() -> None:
     a = noisy_predictions(20, 0.9, seed=1)
     with pytest.raises(ValueError, match="same images"):
         pairwise_comparisons({"a": a, "b": a.iloc[:10]}, COST, CLASSES, n_resamples=10)
-
-
-# --- repeats -----------------------------------------------------------------------------------
-
-
-def test_summarise_repeats_by_hand() -> None:
-    table = pd.DataFrame(
-        {
-            "model": ["svm"] * 3 + ["cnn"] * 3,
-            "metric": "accuracy",
-            "seed": [1, 2, 3] * 2,
-            "value": [0.90, 0.92, 0.94, 0.80, 0.80, 0.80],
-        }
-    )
-    out = summarise_repeats(table).set_index("model")
-    assert out.loc["svm", "mean"] == pytest.approx(0.92)
-    assert out.loc["svm", "sd"] == pytest.approx(0.02)
-    assert out.loc["cnn", "sd"] == pytest.approx(0.0)
-    assert out.loc["svm", "n"] == 3
-    assert out.loc["svm", "summary"] == "0.9200 ± 0.0200"
-    assert "seed" not in out.columns
 
 
 def test_pairwise_comparisons_of_one_model_keep_their_columns(tmp_path) -> None:

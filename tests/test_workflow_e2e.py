@@ -17,6 +17,7 @@ PER_CLASS = 14
 MODELS = ("svm", "xgboost")
 DEEP_MODELS = ("aml_cnn", "all_cnn", "effnet_lite0", "hybrid_lite0_pooled")
 VARIANTS = ("Original", "Segmented")
+REPEAT_SEEDS = (1, 2)
 # Deep models train on Original only (their `variants`), shrunk here to smoke-test size.
 TINY_DEEP = {
     "aml_cnn": {"image_size": 48, "epochs": 1},
@@ -41,6 +42,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config["models"]["xgboost"]["params"]["n_estimators"] = 200
     for model, overrides in TINY_DEEP.items():
         config["models"][model].update(overrides)
+    config["evaluation"] = {"repeat_seeds": list(REPEAT_SEEDS)}
     write_config(workdir, config)
     result = snakemake(workdir, "--cores", "2", "all")
     assert result.returncode == 0, result.stderr[-4000:]
@@ -191,6 +193,32 @@ def test_report_shows_uncertainty_leakage_and_explanations(finished_run: Path) -
     )
     assert (proxy["protocol"] == "proxy").all()
     assert (proxy.groupby("group")["split"].nunique() == 1).all()
+
+
+def test_every_model_is_retrained_on_each_resplit(finished_run: Path) -> None:
+    task = finished_run / "results/kaggle_all/all_subtypes"
+    splits = pd.read_csv(task / "splits.tsv", sep="\t").set_index("id")["split"]
+    folders = [task / v / m for v in VARIANTS for m in MODELS]
+    folders += [task / "Original" / m for m in DEEP_MODELS]
+    for folder in folders:
+        table = pd.read_csv(folder / "repeats.tsv", sep="\t")
+        assert sorted(set(table["split_seed"])) == list(REPEAT_SEEDS), folder
+        accuracy = table[table["metric"] == "accuracy"]["value"]
+        assert accuracy.between(0, 1).all() and len(accuracy) == len(REPEAT_SEEDS), folder
+        for seed in REPEAT_SEEDS:
+            predictions = pd.read_csv(folder / f"repeats/seed{seed}/predictions.tsv", sep="\t")
+            again = predictions.set_index("id")["split"]
+            # The same images, split again: some move between train and test.
+            assert set(again.index) == set(splits.index), (folder, seed)
+            assert (again != splits[again.index]).any(), (folder, seed)
+            test = predictions[predictions["split"] == "test"]
+            recorded = table[(table["split_seed"] == seed) & (table["metric"] == "accuracy")]
+            assert recorded["value"].item() == pytest.approx((test["true"] == test["pred"]).mean())
+    html = (finished_run / "reports/report.html").read_text()
+    comparison = html.split('class="table sortable comparison"')[1].split("</table>")[0]
+    n = len(REPEAT_SEEDS)
+    resplit_cells = re.findall(rf"<td>[01]\.\d{{4}} ± \d\.\d{{4}} \(n={n}\)</td>", comparison)
+    assert len(resplit_cells) == len(folders)
 
 
 def test_snakemake_report_collects_the_registered_outputs(finished_run: Path) -> None:

@@ -109,12 +109,13 @@ def test_one_hyperparameter_reruns_that_model_its_evaluation_and_the_report(
     workdir, config = finished
     edited = copy.deepcopy(config)
     edited["models"]["svm"]["grid"]["C"] = [1, 10]
-    # svm runs on both variants: its trainings, evaluations, repeated splits and model cards,
-    # the paired tests and the report; nothing of xgboost or the CNN.
+    # svm runs on both variants: its trainings, evaluations, refits on the 2 re-splits and
+    # model cards, the paired tests and the report; nothing of xgboost or the CNN.
     assert planned_jobs(workdir, edited) == {
         "train_classic": 2,
         "evaluate": 2,
-        "repeat_classic": 2,
+        "repeat_classic": 4,
+        "evaluate_repeats": 2,
         "model_card": 2,
         **REPORTING,
     }
@@ -128,6 +129,8 @@ def test_deep_hyperparameter_reruns_only_that_deep_model(finished: tuple[Path, d
         "train_deep": 1,
         "evaluate": 1,
         "gradcam": 1,
+        "repeat_deep": 2,
+        "evaluate_repeats": 1,
         "model_card": 1,
         **REPORTING,
     }
@@ -137,11 +140,11 @@ def test_cost_matrix_reruns_only_evaluation_and_report(finished: tuple[Path, dic
     workdir, config = finished
     edited = copy.deepcopy(config)
     edited["tasks"]["all_subtypes"]["cost_matrix"][0][1] = 12
-    # 2 classic models x 2 variants + the CNN on Original; the repeated splits are evaluated with
-    # the cost matrix too. No training.
+    # 2 classic models x 2 variants + the CNN on Original; the re-splits' predictions are
+    # scored again with the new cost matrix. No training, not even on the re-splits.
     assert planned_jobs(workdir, edited) == {
         "evaluate": 5,
-        "repeat_classic": 4,
+        "evaluate_repeats": 5,
         "model_card": 5,
         **REPORTING,
     }
@@ -160,11 +163,29 @@ def test_segmentation_thresholds_rerun_segmentation_and_everything_downstream(
         "eda": 1,
         "features": 2,
         "train_classic": 4,
-        "repeat_classic": 4,
+        "repeat_classic": 8,
+        "evaluate_repeats": 4,
         "explain_xgboost": 2,
         "evaluate": 4,
         "model_card": 4,
         **REPORTING,
+    }
+
+
+def test_another_repeat_seed_trains_only_that_resplit(finished: tuple[Path, dict]) -> None:
+    workdir, config = finished
+    edited = copy.deepcopy(config)
+    edited["evaluation"]["repeat_seeds"] = [1, 2, 3]
+    # Every model once on the new re-split (4 classic, 1 CNN); seeds 1 and 2 are kept. The
+    # report section, which names the seeds, is rebuilt with the task's other summaries.
+    assert planned_jobs(workdir, edited) == {
+        "repeat_classic": 4,
+        "repeat_deep": 1,
+        "evaluate_repeats": 5,
+        "report_section": 1,
+        "task_report": 1,
+        "report": 1,
+        "all": 1,
     }
 
 

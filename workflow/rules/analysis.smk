@@ -30,24 +30,71 @@ rule repeat_classic:
         features="results/{dataset}/{task}/{variant}/features.tsv",
         splits="results/{dataset}/{task}/splits.tsv",
     output:
-        table="results/{dataset}/{task}/{variant}/{model}/repeats.tsv",
+        predictions="results/{dataset}/{task}/{variant}/{model}/repeats/seed{split_seed}/predictions.tsv",
+        info="results/{dataset}/{task}/{variant}/{model}/repeats/seed{split_seed}/train_info.json",
     wildcard_constraints:
         model="|".join(CLASSIC_MODELS) or "no-classic-model",
     params:
         model=lambda wc: model_spec(wc.model),
         classes=lambda wc: task_class_names(wc.task),
-        cost_matrix=lambda wc: task_cost_matrix(wc.task),
         ratios=lambda wc: task_split(wc.task)["ratios"],
-        split_seeds=config["evaluation"]["repeat_seeds"],
         seed=config["seed"],
     log:
-        "logs/{dataset}/{task}/{variant}/{model}/repeats.log",
+        "logs/{dataset}/{task}/{variant}/{model}/repeats/seed{split_seed}.log",
     benchmark:
-        "logs/benchmarks/{dataset}/{task}/{variant}/{model}/repeats.tsv"
+        "logs/benchmarks/{dataset}/{task}/{variant}/{model}/repeats/seed{split_seed}.tsv"
     conda:
         "../../envs/classic.yaml"
     script:
         "../scripts/repeat_classic.py"
+
+
+rule repeat_deep:
+    input:
+        manifest="results/{dataset}/manifest.tsv",
+        splits="results/{dataset}/{task}/splits.tsv",
+        cache=feature_cache_input,
+        weights=lambda wc: keras_weights_input(config["models"][wc.model]),
+    output:
+        predictions="results/{dataset}/{task}/{variant}/{model}/repeats/seed{split_seed}/predictions.tsv",
+        info="results/{dataset}/{task}/{variant}/{model}/repeats/seed{split_seed}/train_info.json",
+    wildcard_constraints:
+        model="|".join(DEEP_MODELS) or "no-deep-model",
+    params:
+        model=lambda wc: model_spec(wc.model),
+        classes=lambda wc: task_class_names(wc.task),
+        ratios=lambda wc: task_split(wc.task)["ratios"],
+        seed=config["seed"],
+    log:
+        "logs/{dataset}/{task}/{variant}/{model}/repeats/seed{split_seed}.log",
+    benchmark:
+        "logs/benchmarks/{dataset}/{task}/{variant}/{model}/repeats/seed{split_seed}.tsv"
+    conda:
+        "../../envs/deep.yaml"
+    script:
+        "../scripts/repeat_deep.py"
+
+
+rule evaluate_repeats:
+    input:
+        predictions=expand(
+            "results/{{dataset}}/{{task}}/{{variant}}/{{model}}/repeats/seed{split_seed}/predictions.tsv",
+            split_seed=config["evaluation"]["repeat_seeds"],
+        ),
+    output:
+        table="results/{dataset}/{task}/{variant}/{model}/repeats.tsv",
+    params:
+        classes=lambda wc: task_class_names(wc.task),
+        cost_matrix=lambda wc: task_cost_matrix(wc.task),
+        split_seeds=config["evaluation"]["repeat_seeds"],
+    log:
+        "logs/{dataset}/{task}/{variant}/{model}/evaluate_repeats.log",
+    benchmark:
+        "logs/benchmarks/{dataset}/{task}/{variant}/{model}/evaluate_repeats.tsv"
+    conda:
+        "../../envs/classic.yaml"
+    script:
+        "../scripts/evaluate_repeats.py"
 
 
 rule leakage_check:

@@ -35,6 +35,7 @@ wildcard_constraints:
     task="|".join(ALL_TASKS),
     variant="|".join(VARIANTS),
     model="|".join(MODELS),
+    split_seed=r"\d+",
 
 
 def dataset_config(dataset):
@@ -252,6 +253,8 @@ def keras_weights_input(spec):
 
 CLASSIC_MODELS = [m for m, c in config["models"].items() if c["family"] in ("svm", "xgboost")]
 XGBOOST_MODELS = [m for m, c in config["models"].items() if c["family"] == "xgboost"]
+# evaluation.repeat_models: null repeats every model.
+REPEAT_MODELS = config["evaluation"].get("repeat_models") or MODELS
 
 
 def model_names(task):
@@ -282,12 +285,19 @@ def model_limitations(task, model):
     return notes
 
 
+def repeat_results(task):
+    """The repeated-evaluation tables of `task`: none without repeat seeds."""
+    if not config["evaluation"]["repeat_seeds"]:
+        return []
+    return model_results(task, "repeats.tsv", REPEAT_MODELS)
+
+
 def analysis_outputs(task):
     """Per-model explanations and cards, and the task's comparisons and leakage check."""
     outputs = model_results(task, "model_card.md")
     outputs += model_results(task, "gradcam.png", DEEP_MODELS)
     outputs += model_results(task, "importance.png", XGBOOST_MODELS)
-    outputs += model_results(task, "repeats.tsv", CLASSIC_MODELS)
+    outputs += repeat_results(task)
     outputs.append(f"{task_dir(task)}/comparisons.tsv")
     if task_twin(task) is not None:
         outputs.append(f"{task_dir(task)}/leakage/optimism.tsv")

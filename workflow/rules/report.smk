@@ -17,7 +17,7 @@ rule report_section:
         histories=lambda wc: model_results(wc.task, "history.tsv", DEEP_MODELS),
         evaluations=lambda wc: model_results(wc.task, "evaluation"),
         comparisons="results/{dataset}/{task}/comparisons.tsv",
-        repeats=lambda wc: model_results(wc.task, "repeats.tsv", CLASSIC_MODELS),
+        repeats=lambda wc: repeat_results(wc.task),
         leakage=lambda wc: (
             [f"{task_dir(wc.task)}/leakage/{n}.tsv" for n in ("optimism", "cross_split_duplicates")]
             if task_twin(wc.task)

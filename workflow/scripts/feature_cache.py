@@ -1,4 +1,8 @@
-"""Entry point: backbone features of every split image and augmented train view, once."""
+"""Entry point: backbone features of every split image in all its training views, once.
+
+Every image gets the views a training image needs, not only the train split's, so the repeated
+evaluation's re-splits (rule repeat_deep) train on this same cache.
+"""
 
 from leukbench.deep.cache import compute_feature_cache
 from leukbench.smk import logged, read_tsv
@@ -10,5 +14,10 @@ with logged(snakemake.log[0]):
         splits[["id", "split"]], on="id"
     )
     compute_feature_cache(
-        images, snakemake.params.spec, snakemake.params.seed, snakemake.output.cache
+        images,
+        snakemake.params.spec,
+        snakemake.params.seed,
+        snakemake.output.cache,
+        threads=snakemake.threads,
+        every_view=True,
     )

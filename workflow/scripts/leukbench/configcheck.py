@@ -66,8 +66,17 @@ def semantic_errors(config: dict[str, Any], base_dir: Path) -> list[str]:
         messages.append("split: set n_per_class or n_total, not both")
     for name, task in config.get("tasks", {}).items():
         messages.extend(task_errors(name, task, config))
+    for section, field in (("leakage", "models"), ("evaluation", "repeat_models")):
+        chosen = config.get(section, {}).get(field) or []
+        messages.extend(unknown_models(f"{section}.{field}", chosen, config))
     messages.extend(name_clashes(config))
     return messages
+
+
+def unknown_models(key: str, chosen: list[str], config: dict[str, Any]) -> list[str]:
+    known = config.get("models", {})
+    unknown = [m for m in chosen if m not in known]
+    return [f"{key}: unknown model(s) {unknown} (models: {sorted(known)})"] if unknown else []
 
 
 def task_classes(task: dict[str, Any], dataset: dict[str, Any]) -> dict[str, list[str]]:
@@ -108,11 +117,7 @@ def task_errors(name: str, task: dict[str, Any], config: dict[str, Any]) -> list
             )
         elif np.any(np.diag(np.asarray(cost, dtype=float)) != 0):
             messages.append(f"{key}.cost_matrix: the diagonal (correct predictions) must be 0")
-    unknown = [m for m in task.get("models", []) if m not in config.get("models", {})]
-    if unknown:
-        messages.append(
-            f"{key}.models: unknown model(s) {unknown} (models: {sorted(config.get('models', {}))})"
-        )
+    messages.extend(unknown_models(f"{key}.models", task.get("models", []), config))
     if task.get("n_per_class") is not None and task.get("n_total") is not None:
         messages.append(f"{key}: set n_per_class or n_total, not both")
     if task.get("protocol") == "group" and not (

@@ -143,3 +143,15 @@ def make_splits(
         _group_split(table, ratios, seed) if grouped else _image_level_split(table, ratios, seed)
     )
     return table.assign(split=split.to_numpy(), protocol="group" if grouped else "image")
+
+
+def resplit(splits: pd.DataFrame, ratios: dict[str, float], seed: int) -> pd.DataFrame:
+    """The same images, labels and protocol as `splits`, split again with `seed`.
+
+    Group-disjoint (patient or proxy-group) splits stay group-disjoint.
+    """
+    protocol = str(splits["protocol"].iloc[0])
+    grouped = protocol in ("group", "proxy")
+    table = splits.drop(columns=["split", "protocol"])
+    again = make_splits(table, ratios, seed, "group" if grouped else "image")
+    return again.assign(protocol=protocol)

@@ -17,7 +17,6 @@ from scipy.stats import binomtest, chi2
 from leukbench.metrics import HEADLINE, classification_metrics, cost_metrics
 
 EXACT_BELOW = 25  # discordant pairs under which McNemar's chi-square approximation is poor
-REPEAT_COLUMNS = ("seed", "fold", "repeat")
 
 
 # --- inputs ------------------------------------------------------------------------------------
@@ -353,29 +352,3 @@ def pairwise_comparisons(
     table["significant"] = table["mcnemar_p_holm"] < alpha
     table["cost_significant"] = table["cost_p_holm"] < alpha
     return table
-
-
-# --- repeated runs -----------------------------------------------------------------------------
-
-
-def summarise_repeats(
-    table: pd.DataFrame,
-    by: Sequence[str] | None = None,
-    value: str = "value",
-    repeat: Sequence[str] = REPEAT_COLUMNS,
-    digits: int = 4,
-) -> pd.DataFrame:
-    """Mean ± sample sd (ddof=1) of `value` across repeated seeds or folds.
-
-    `table` is tidy (e.g. columns model, metric, seed, value). Rows are grouped by `by`,
-    by default every column except `value` and the `repeat` columns present. Returns `by`,
-    mean, sd, n and `summary` ("mean ± sd"); sd is NaN for a single run.
-    """
-    if by is None:
-        by = [c for c in table.columns if c != value and c not in repeat]
-    grouped = table.groupby(list(by), sort=False, dropna=False)[value]
-    out = grouped.agg(mean="mean", sd="std", n="count").reset_index()
-    out["summary"] = [
-        f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(out["mean"], out["sd"], strict=True)
-    ]
-    return out

@@ -244,10 +244,13 @@ class FeatureCache:
         return np.array([lookup[(i, view)] for i in wanted], dtype=np.int64)
 
 
-def _cache_rows(table: pd.DataFrame, spec: Mapping[str, Any]) -> pd.DataFrame:
+def _cache_rows(
+    table: pd.DataFrame, spec: Mapping[str, Any], every_view: bool = False
+) -> pd.DataFrame:
     n_train = train_views(spec)
     splits = table["split"].astype(str) if "split" in table else pd.Series("", index=table.index)
-    n_views = np.where(splits.to_numpy() == "train", n_train, 1)
+    trains = np.ones(len(table), bool) if every_view else splits.to_numpy() == "train"
+    n_views = np.where(trains, n_train, 1)
     return pd.DataFrame(
         {
             "id": table["id"].astype(str).to_numpy(),
@@ -310,11 +313,14 @@ def compute_feature_cache(
     batch_size: int | None = None,
     *,
     threads: int | None = None,
+    every_view: bool = False,
 ) -> dict[str, Any]:
     """Run the backbone over every image (and the training views) and write `out_path`.
 
     `images_df` needs ``id`` and ``path``; with a ``split`` column, rows whose split is
-    ``train`` also get their augmented views. Returns a summary (rows, feature shape, seconds).
+    ``train`` also get their augmented views. With `every_view`, every row gets them, so the
+    cache serves any re-split of the same images. Returns a summary (rows, feature shape,
+    seconds).
     """
     check_cacheable(spec)
     check_manifest(images_df, ("id", "path"))
@@ -324,7 +330,7 @@ def compute_feature_cache(
     batch_size = int(batch_size or spec.get("batch_size", 32))
     dtype = np.dtype(spec.get("cache_dtype", "float32"))
     key = cache_key(spec, seed)
-    rows = _cache_rows(images_df.reset_index(drop=True), spec)
+    rows = _cache_rows(images_df.reset_index(drop=True), spec, every_view)
     total = int(rows["n_views"].sum())
     backbone = build_seeded_backbone(spec, seed)
     feature_shape = tuple(int(d) for d in backbone.output_shape[1:])
