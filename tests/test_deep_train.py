@@ -330,6 +330,13 @@ def test_missing_validation_split_fails_clearly(standins: types.ModuleType, tmp_
         train_deep(images, splits, ["a", "b"], make_spec(), seed=1)
 
 
+def test_a_class_without_train_images_is_named(standins: types.ModuleType, tmp_path: Path) -> None:
+    images, splits = synthetic_tables(tmp_path / "img", ["a", "b", "c"], n_per_class=4)
+    splits.loc[(splits["label"] == "b") & (splits["split"] == "train"), "split"] = "test"
+    with pytest.raises(ValueError, match=r"no train images of class\(es\) \['b'\]"):
+        train_deep(images, splits, ["a", "b", "c"], make_spec(), seed=1)
+
+
 def test_wrong_output_size_fails_clearly(standins: types.ModuleType, tmp_path: Path) -> None:
     images, splits = synthetic_tables(tmp_path / "img", ["a", "b"], n_per_class=4)
     standins.build_model = lambda spec, n: standin_model(spec, 3)  # type: ignore[attr-defined]

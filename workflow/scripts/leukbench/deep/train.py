@@ -557,7 +557,15 @@ def train_deep(
         if not sizes.get(part):
             raise ValueError(f"no {part} images: training needs train and val splits")
     n_classes = len(classes)
-    train_encoded = encode_labels(table.loc[table["split"] == "train", "label"], classes)
+    train_labels = table.loc[table["split"] == "train", "label"]
+    absent = [c for c in classes if c not in set(train_labels)]
+    if absent:
+        raise ValueError(
+            f"no train images of class(es) {absent} (train has {len(train_labels)} images): "
+            "the split left them out; give the task more images of those classes, or fewer "
+            "groups per split (leakage.proxy_groups for a proxy split)"
+        )
+    train_encoded = encode_labels(train_labels, classes)
     balanced = spec.get("class_weight", "balanced") == "balanced"
     weights = class_weights(train_encoded, n_classes) if balanced else None
     workdir_path = Path(workdir) if workdir is not None else None
